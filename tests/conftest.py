@@ -1,0 +1,48 @@
+"""Shared test configuration.
+
+Tests that need PyTorch or Graphviz's ``dot`` use the ``torch`` and
+``dot`` fixtures: they skip with a reason when the tool is absent, unless
+TINYGRAD_BP_REQUIRE_ORACLES=1 (set by .ci/run), where absence is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default", deadline=None, max_examples=100, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("default")
+
+REQUIRE_ORACLES = os.environ.get("TINYGRAD_BP_REQUIRE_ORACLES") == "1"
+
+
+def _missing(reason: str) -> None:
+    if REQUIRE_ORACLES:
+        pytest.fail(f"{reason}, but TINYGRAD_BP_REQUIRE_ORACLES=1 says it must be present")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """The torch module, in float64; skips (or fails in CI) without it."""
+    try:
+        module = importlib.import_module("torch")
+    except ImportError:
+        _missing("PyTorch is not installed (pip install torch==2.13.0)")
+    module.set_default_dtype(module.float64)
+    return module
+
+
+@pytest.fixture(scope="session")
+def dot() -> str:
+    """The path of Graphviz's dot; skips (or fails in CI) without it."""
+    path = shutil.which("dot")
+    if path is None:
+        _missing("Graphviz's dot is not installed (apt-get install graphviz)")
+    return path

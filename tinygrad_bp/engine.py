@@ -1,0 +1,288 @@
+"""The engine: reverse mode over a recorded graph, using the rule table.
+
+No recursion anywhere, so graphs of any depth work at Python's default
+recursion limit.
+
+The order is Kahn's algorithm on the reversed graph: first stamp every node
+that needs a gradient with the number of edges that reach it from the output
+(``_mark``); then start at the output and release a node once all of its
+consumers have passed their gradient to it (``_run``). That is a reverse
+topological order without building a separate list.
+
+Gradients are gathered in each node's private ``_upstream`` slot, never in
+``.grad``, and copied to ``.grad`` only when the pass has finished, so a
+second pass can never compound the first (micrograd's issue #53) and a pass
+that fails writes nothing. The slots hold no data between passes, and a lock
+lets one pass run at a time. (A per-pass dictionary would do the same job at
+about twice the cost per edge.)
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .errors import NonDifferentiableError
+from .rules import RULES
+from .value import Value, _grad_mode, _operand, constant
+
+__all__ = ["backward", "grad", "gradients", "toposort"]
+
+# One backward pass at a time: passes keep their running sums on the nodes.
+_pass_lock = threading.RLock()
+_pass_numbers = itertools.count(1)
+
+
+def toposort(root: Value, *, only_requires_grad: bool = False) -> list[Value]:
+    """Every node reachable from ``root``, inputs before the nodes that use them.
+
+    Iterative depth-first post-order, as HIPS autograd's ``toposort``. With
+    ``only_requires_grad`` the walk skips nodes that need no gradient.
+    """
+    order: list[Value] = []
+    seen = {id(root)}
+    stack: list[tuple[Value, int]] = [(root, 0)]
+    while stack:
+        node, i = stack.pop()
+        inputs = node.inputs
+        while i < len(inputs):
+            child = inputs[i]
+            i += 1
+            if id(child) not in seen and (child.requires_grad or not only_requires_grad):
+                seen.add(id(child))
+                stack.append((node, i))
+                stack.append((child, 0))
+                break
+        else:
+            order.append(node)
+    return order
+
+
+def _mark(root: Value) -> list[Value]:
+    """Stamp every node reachable from ``root`` that needs a gradient for a new pass.
+
+    Each node gets the pass number, ``_pending`` = the number of edges into it
+    (a repeated operand counts once per occurrence) and an empty
+    ``_upstream``. Returns the nodes stamped, ``root`` first.
+    """
+    number = next(_pass_numbers)
+    root._pass = number
+    root._pending = 0
+    root._upstream = None
+    marked = [root]
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        for child in node.inputs:
+            if child.requires_grad:
+                if child._pass == number:
+                    child._pending += 1
+                else:
+                    child._pass = number
+                    child._pending = 1
+                    child._upstream = None
+                    marked.append(child)
+                    stack.append(child)
+    return marked
+
+
+def _run(root: Value, seed: Any) -> None:
+    """Fill ``_upstream`` of every marked node with d root/d node * seed, as floats.
+
+    A node is released once every edge into it has delivered its share
+    (Kahn's order), so each node's local derivatives are taken exactly once.
+    """
+    root._upstream = seed
+    ready = [root]
+    rules = RULES
+    while ready:
+        node = ready.pop()
+        inputs = node.inputs
+        if not inputs:
+            continue
+        g = node._upstream
+        local = rules[node.op].local
+        try:
+            if len(inputs) == 2:
+                a, b = inputs
+                derivatives = local(node.data, a.data, b.data)
+            elif len(inputs) == 1:
+                derivatives = local(node.data, inputs[0].data)
+            else:
+                derivatives = local(node.data, *[x.data for x in inputs])
+        except (ArithmeticError, ValueError) as error:
+            raise _not_differentiable(node, error) from None
+        for child, d in zip(inputs, derivatives):
+            if child.requires_grad:
+                previous = child._upstream
+                child._upstream = g * d if previous is None else previous + g * d  # sum over edges
+                left = child._pending - 1
+                child._pending = left
+                if left == 0:
+                    ready.append(child)
+
+
+def _run_recording(root: Value, seed: Any) -> None:
+    """As :func:`_run`, with local derivatives and products recorded as Values (create_graph)."""
+    root._upstream = seed
+    ready = [root]
+    while ready:
+        node = ready.pop()
+        if not node.inputs:
+            continue
+        g = node._upstream
+        for child, d in zip(node.inputs, _local_values(node)):
+            if child.requires_grad:
+                contribution = _times(g, d)
+                previous = child._upstream
+                child._upstream = contribution if previous is None else previous + contribution
+                child._pending -= 1
+                if child._pending == 0:
+                    ready.append(child)
+
+
+def _local_values(node: Value) -> tuple[Any, ...]:
+    """The local derivatives of ``node`` as Values with graphs of their own (create_graph)."""
+    try:
+        return RULES[node.op].local(node, *node.inputs)
+    except (ArithmeticError, ValueError) as error:
+        raise _not_differentiable(node, error) from None
+
+
+def _not_differentiable(node: Value, error: Exception) -> NonDifferentiableError:
+    shown = ", ".join(repr(x.data) for x in node.inputs)
+    return NonDifferentiableError(
+        f"{node.op}: the local derivative is not finite at inputs ({shown}): {error}"
+    )
+
+
+def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> dict[Value, Any]:
+    """d root / d node * seed for every node reachable from ``root`` that needs a gradient.
+
+    ``seed`` is the upstream gradient d L / d root. Nothing is written to any
+    ``.grad``. With ``create_graph`` the results are Values whose own graphs
+    can be differentiated again.
+    """
+    with _pass_lock:
+        marked = _mark(root)
+        try:
+            if create_graph:
+                with _recording():
+                    _run_recording(root, seed)
+            else:
+                with _no_recording():
+                    _run(root, seed)
+            return {node: node._upstream for node in marked}
+        finally:
+            for node in marked:
+                node._upstream = None
+
+
+def _times(g: Any, d: Any) -> Any:
+    """g * d, skipping the multiplication by a constant 1 so recorded graphs stay small."""
+    if type(d) is float and d == 1.0:
+        return g
+    return g * d
+
+
+def _check_seed(gradient: object) -> float:
+    value = _operand(gradient, "backward")
+    if value is None:
+        msg = f"backward: gradient must be a real number, not {type(gradient).__name__}"
+        raise TypeError(msg)
+    return value.data
+
+
+def backward(root: Value, gradient: float = 1.0) -> None:
+    """Reverse mode from ``root``; see :meth:`Value.backward`.
+
+    Leaves (nodes without inputs) that require grad accumulate into ``.grad``;
+    every other node reached is set to this pass's gradient. If the pass
+    fails, no ``.grad`` has been written.
+    """
+    if not isinstance(root, Value):
+        msg = f"backward: expected a Value, not {type(root).__name__}"
+        raise TypeError(msg)
+    if not root.requires_grad:
+        msg = "backward: this Value does not require grad (it depends on no Value that does)"
+        raise ValueError(msg)
+    seed = _check_seed(gradient)
+    with _pass_lock:
+        marked = _mark(root)
+        try:
+            with _no_recording():
+                _run(root, seed)
+            for node in marked:
+                if node.inputs:
+                    node.grad = node._upstream
+                else:
+                    node.grad += node._upstream
+        finally:
+            for node in marked:
+                node._upstream = None
+
+
+class _no_recording:  # noqa: N801 - used like no_grad
+    """Switch recording off for the duration of a float-only pass."""
+
+    def __enter__(self) -> None:
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = False
+
+    def __exit__(self, *exc_info: object) -> None:
+        _grad_mode.enabled = self._previous
+
+
+class _recording(_no_recording):
+    """Switch recording on for a create_graph pass."""
+
+    def __enter__(self) -> None:
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = True
+
+
+def grad(
+    output: Value,
+    inputs: Value | Iterable[Value],
+    create_graph: bool = False,
+    allow_unused: bool = False,
+    grad_output: float | Value = 1.0,
+) -> list[Any]:
+    """d output / d input for each input, leaving every ``.grad`` untouched.
+
+    Returns floats, or with ``create_graph=True`` Values that can be
+    differentiated again (second and higher derivatives). An input that
+    ``output`` does not depend on raises ValueError unless ``allow_unused``,
+    which gives 0.0 for it.
+    """
+    if not isinstance(output, Value):
+        msg = f"grad: output must be a Value, not {type(output).__name__}"
+        raise TypeError(msg)
+    wanted: Sequence[Value] = (inputs,) if isinstance(inputs, Value) else tuple(inputs)
+    for i, x in enumerate(wanted):
+        if not isinstance(x, Value):
+            msg = f"grad: inputs[{i}] must be a Value, not {type(x).__name__}"
+            raise TypeError(msg)
+    if output.requires_grad:
+        seed = grad_output if create_graph and isinstance(grad_output, Value) else _check_seed(grad_output)
+        grads = gradients(output, seed, create_graph=create_graph)
+    else:
+        grads = {}
+    result: list[Any] = []
+    for i, x in enumerate(wanted):
+        if x in grads:
+            g = grads[x]
+            # A derivative that came out as a plain number is still returned as a Value.
+            result.append(constant(g) if create_graph and not isinstance(g, Value) else g)
+        elif allow_unused:
+            result.append(0.0)
+        else:
+            name = f" ({x.label!r})" if x.label else ""
+            msg = (
+                f"grad: inputs[{i}]{name} is not used to compute the output "
+                "(or does not require grad); pass allow_unused=True to get 0.0 for it"
+            )
+            raise ValueError(msg)
+    return result

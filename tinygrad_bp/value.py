@@ -1,0 +1,509 @@
+"""The value layer: a :class:`Value` is one scalar node of a computation graph.
+
+Every operation on Values looks its rule up in :data:`tinygrad_bp.rules.RULES`,
+computes its result from plain floats and records a new node whose ``inputs``
+are the operands in argument order. A node refers only to its inputs, never to
+its consumers or to a function of its own, so graphs hold no reference cycles
+and a dropped graph is freed by reference counting alone.
+
+Running the graph backwards is the engine's job (:mod:`tinygrad_bp.engine`);
+``Value.backward`` only hands over to it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar, Union
+
+from .errors import (
+    DomainError,
+    OperationOverflowError,
+    UnknownOperationError,
+    ZeroDivisionInOperationError,
+)
+from .rules import RULES, Rule
+
+__all__ = [
+    "Value",
+    "as_value",
+    "constant",
+    "cos",
+    "exp",
+    "is_grad_enabled",
+    "linear",
+    "log",
+    "no_grad",
+    "relu",
+    "sigmoid",
+    "sin",
+    "sqrt",
+    "tanh",
+]
+
+Number = Union[int, float]
+Operand = Union["Value", int, float]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_INF = math.inf
+
+
+class _GradMode(threading.local):
+    """Per-thread switch: are operations recording a graph?"""
+
+    enabled = True
+
+
+_grad_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """True unless this thread is inside :func:`no_grad`."""
+    return _grad_mode.enabled
+
+
+class no_grad:  # noqa: N801 - named like torch.no_grad, its model
+    """Context manager and decorator: Values made inside record no graph.
+
+    A result made inside has ``inputs == ()``, ``op == ""`` and
+    ``requires_grad`` False. The switch is per thread.
+    """
+
+    def __enter__(self) -> None:
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = False
+
+    def __exit__(self, *exc_info: object) -> None:
+        _grad_mode.enabled = self._previous
+
+    def __call__(self, func: _F) -> _F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with no_grad():
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def enable_grad() -> Iterator[None]:
+    """Switch recording back on inside a :func:`no_grad` block."""
+    previous = _grad_mode.enabled
+    _grad_mode.enabled = True
+    try:
+        yield
+    finally:
+        _grad_mode.enabled = previous
+
+
+def _check_data(data: object, where: str) -> float:
+    """``data`` as a finite Python float, or TypeError/ValueError naming ``where``."""
+    if type(data) is float:
+        value = data
+    elif isinstance(data, numbers.Real) and not isinstance(data, Value):
+        value = float(data)
+    else:
+        msg = f"{where}: data must be a real number (int, float or NumPy real), not {type(data).__name__}"
+        raise TypeError(msg)
+    if not -_INF < value < _INF:
+        msg = f"{where}: data must be a finite number, got {value!r}"
+        raise DomainError(msg)
+    return value
+
+
+class Value:
+    """A scalar in a computation graph.
+
+    ``Value(data, label="", requires_grad=True)`` makes a leaf. Operations on
+    Values (``+ - * / **``, unary ``-``, ``abs``, and the methods below) make
+    new nodes; ``backward()`` fills ``.grad`` with d(this)/d(node).
+    """
+
+    # _pass, _pending and _upstream belong to the engine: the number of the last
+    # backward pass that reached this node, how many edges of that pass have
+    # yet to deliver their gradient, and the gradient gathered so far.
+    __slots__ = ("_pass", "_pending", "_upstream", "data", "grad", "inputs", "label", "op", "requires_grad")
+
+    # NumPy must hand mixed expressions back to Value's own operators.
+    __array_ufunc__ = None
+
+    data: float
+    grad: Any
+    inputs: tuple[Value, ...]
+    label: str
+    op: str
+    requires_grad: bool
+
+    def __init__(self, data: Number, label: str = "", requires_grad: bool = True) -> None:
+        if not isinstance(label, str):
+            msg = f"Value: label must be a str, not {type(label).__name__}"
+            raise TypeError(msg)
+        self.data = _check_data(data, "Value")
+        self.grad = 0.0
+        self.label = label
+        self.requires_grad = bool(requires_grad)
+        self.op = ""
+        self.inputs = ()
+        self._pass = 0
+
+    # --- arithmetic: each operator names its rule; the operand order is kept ---
+
+    def __add__(self, other: Operand) -> Value:
+        return _apply2("+", self, other)  # self + other
+
+    def __radd__(self, other: Operand) -> Value:
+        return _apply2("+", other, self)  # other + self
+
+    def __sub__(self, other: Operand) -> Value:
+        return _apply2("-", self, other)  # self - other
+
+    def __rsub__(self, other: Operand) -> Value:
+        return _apply2("-", other, self)  # other - self
+
+    def __mul__(self, other: Operand) -> Value:
+        return _apply2("*", self, other)  # self * other
+
+    def __rmul__(self, other: Operand) -> Value:
+        return _apply2("*", other, self)  # other * self
+
+    def __truediv__(self, other: Operand) -> Value:
+        return _apply2("/", self, other)  # self / other
+
+    def __rtruediv__(self, other: Operand) -> Value:
+        return _apply2("/", other, self)  # other / self
+
+    def __pow__(self, other: Operand) -> Value:
+        return _apply2("**", self, other)  # self ** other
+
+    def __rpow__(self, other: Operand) -> Value:
+        return _apply2("**", other, self)  # other ** self
+
+    def __neg__(self) -> Value:
+        return _apply1("neg", self)  # -self
+
+    def __pos__(self) -> Value:
+        return self
+
+    def __abs__(self) -> Value:
+        return _apply1("abs", self)  # |self|
+
+    # --- elementary functions -------------------------------------------------
+
+    def exp(self) -> Value:
+        """e ** self."""
+        return _apply1("exp", self)
+
+    def log(self) -> Value:
+        """Natural logarithm; the input must be > 0."""
+        return _apply1("log", self)
+
+    def sqrt(self) -> Value:
+        """Square root; the input must be >= 0."""
+        return _apply1("sqrt", self)
+
+    def tanh(self) -> Value:
+        """Hyperbolic tangent."""
+        return _apply1("tanh", self)
+
+    def sigmoid(self) -> Value:
+        """1 / (1 + e ** -self), never overflowing."""
+        return _apply1("sigmoid", self)
+
+    def relu(self) -> Value:
+        """max(self, 0)."""
+        return _apply1("relu", self)
+
+    def sin(self) -> Value:
+        """Sine."""
+        return _apply1("sin", self)
+
+    def cos(self) -> Value:
+        """Cosine."""
+        return _apply1("cos", self)
+
+    def abs(self) -> Value:
+        """|self|."""
+        return _apply1("abs", self)
+
+    # --- comparisons read .data; == and hash stay identity (Values are dict keys) -
+
+    def __lt__(self, other: Operand) -> bool:
+        return self.data < _data_of(other)
+
+    def __le__(self, other: Operand) -> bool:
+        return self.data <= _data_of(other)
+
+    def __gt__(self, other: Operand) -> bool:
+        return self.data > _data_of(other)
+
+    def __ge__(self, other: Operand) -> bool:
+        return self.data >= _data_of(other)
+
+
+    # --- conversions --------------------------------------------------------
+
+    def __float__(self) -> float:
+        return self.data
+
+    def item(self) -> float:
+        """The value as a Python float (as ``torch.Tensor.item``)."""
+        return self.data
+
+    def __format__(self, spec: str) -> str:
+        return format(self.data, spec) if spec else repr(self)
+
+    def __repr__(self) -> str:
+        parts = [f"data={self.data!r}", f"grad={self.grad!r}"]
+        if self.label:
+            parts.append(f"label={self.label!r}")
+        if self.op:
+            parts.append(f"op={self.op!r}")
+        if not self.requires_grad:
+            parts.append("requires_grad=False")
+        return f"Value({', '.join(parts)})"
+
+    def detach(self) -> Value:
+        """A new leaf with the same data that records nothing and needs no gradient."""
+        return Value(self.data, self.label, requires_grad=False)
+
+    # --- the backward pass ----------------------------------------------------
+
+    def backward(self, gradient: Number = 1.0) -> None:
+        """Reverse mode from this node: add d(self)/d(leaf) * gradient into every leaf's ``.grad``.
+
+        Leaves that require grad accumulate across calls; an intermediate
+        node's ``.grad`` is set to this pass's value.
+        """
+        from .engine import backward
+
+        backward(self, gradient)
+
+
+def _data_of(x: object) -> float:
+    """The float inside a Value or a number, for comparisons."""
+    if isinstance(x, Value):
+        return x.data
+    if isinstance(x, numbers.Real):
+        return float(x)
+    return NotImplemented  # type: ignore[return-value]
+
+
+def constant(data: Number, label: str = "") -> Value:
+    """A leaf that needs no gradient: how a plain number enters the graph."""
+    return Value(data, label, requires_grad=False)
+
+
+def as_value(x: Operand) -> Value:
+    """``x`` itself if it is a Value, else a constant made from the number."""
+    if isinstance(x, Value):
+        return x
+    return Value(_check_data(x, "as_value"), requires_grad=False)
+
+
+# --- recording nodes ------------------------------------------------------------
+
+_new = object.__new__
+
+
+def _node(data: float, op: str, inputs: tuple[Value, ...]) -> Value:
+    """A new node of ``op`` over ``inputs`` (nothing recorded under no_grad)."""
+    node = _new(Value)
+    node.data = data
+    node.grad = 0.0
+    node.label = ""
+    node._pass = 0
+    if _grad_mode.enabled:
+        node.op = op
+        node.inputs = inputs
+        for x in inputs:
+            if x.requires_grad:
+                node.requires_grad = True
+                break
+        else:
+            node.requires_grad = False
+    else:
+        node.op = ""
+        node.inputs = ()
+        node.requires_grad = False
+    return node
+
+
+def _unknown(op: str) -> UnknownOperationError:
+    """The error for an operation without a rule: raised while the graph is built."""
+    return UnknownOperationError(f"no derivative rule is registered for the operation {op!r}")
+
+
+def _rule(op: str) -> Rule:
+    """The rule of ``op``; a missing one fails now, while the graph is built."""
+    try:
+        return RULES[op]
+    except KeyError:
+        raise _unknown(op) from None
+
+
+def _operand(x: object, op: str) -> Value | None:
+    """A Value for an operand, or None when it cannot be one (the caller returns NotImplemented)."""
+    if isinstance(x, Value):
+        return x
+    if isinstance(x, numbers.Real):
+        return Value(_check_data(x, op), requires_grad=False)
+    return None
+
+
+def _failed(op: str, values: Sequence[float], error: Exception) -> Exception:
+    """The family exception for an arithmetic error raised while computing ``op``."""
+    shown = ", ".join(repr(v) for v in values)
+    if isinstance(error, DomainError):
+        return error
+    if isinstance(error, ZeroDivisionError):
+        return ZeroDivisionInOperationError(f"{op}: division by zero (inputs {shown})")
+    if isinstance(error, ValueError):
+        return DomainError(f"{op}: inputs ({shown}) are outside the domain: {error}")
+    return _overflow(op, values)
+
+
+def _overflow(op: str, values: Sequence[float]) -> OperationOverflowError:
+    """The error for a result that does not fit in a float."""
+    shown = ", ".join(repr(v) for v in values)
+    return OperationOverflowError(f"{op}: the result is too large for a float (inputs {shown})")
+
+
+def _apply1(op: str, a: Value) -> Value:
+    """Record ``op(a)``."""
+    try:
+        rule = RULES[op]
+    except KeyError:
+        raise _unknown(op) from None
+    x = a.data
+    try:
+        out = rule.forward(x)
+    except (ArithmeticError, ValueError) as error:
+        raise _failed(op, (x,), error) from None
+    if not -_INF < out < _INF:
+        raise _overflow(op, (x,))
+    # The node, written out here rather than in a helper: this is the hot path.
+    node = _new(Value)
+    node.data = out
+    node.grad = 0.0
+    node.label = ""
+    node._pass = 0
+    if _grad_mode.enabled:
+        node.op = op
+        node.inputs = (a,)
+        node.requires_grad = a.requires_grad
+    else:
+        node.op = ""
+        node.inputs = ()
+        node.requires_grad = False
+    return node
+
+
+def _apply2(op: str, a: object, b: object) -> Value:
+    """Record ``op(a, b)``; a plain number operand becomes a constant Value."""
+    try:
+        rule = RULES[op]
+    except KeyError:
+        raise _unknown(op) from None
+    if type(a) is not Value:
+        a = _operand(a, op)
+        if a is None:
+            return NotImplemented  # type: ignore[return-value]
+    if type(b) is not Value:
+        b = _operand(b, op)
+        if b is None:
+            return NotImplemented  # type: ignore[return-value]
+    x = a.data  # type: ignore[union-attr]
+    y = b.data  # type: ignore[union-attr]
+    try:
+        out = rule.forward(x, y)
+    except (ArithmeticError, ValueError) as error:
+        raise _failed(op, (x, y), error) from None
+    if not -_INF < out < _INF:
+        raise _overflow(op, (x, y))
+    node = _new(Value)
+    node.data = out
+    node.grad = 0.0
+    node.label = ""
+    node._pass = 0
+    if _grad_mode.enabled:
+        node.op = op
+        node.inputs = (a, b)
+        node.requires_grad = a.requires_grad or b.requires_grad  # type: ignore[union-attr]
+    else:
+        node.op = ""
+        node.inputs = ()
+        node.requires_grad = False
+    return node
+
+
+def apply(op: str, *operands: Operand) -> Value:
+    """Record ``op`` over any number of operands (numbers become constants).
+
+    The general form behind every operation; custom operations use it.
+    """
+    rule = _rule(op)
+    inputs = tuple(as_value(x) for x in operands)
+    if rule.arity is not None and len(inputs) != rule.arity:
+        msg = f"{op}: takes {rule.arity} input(s), got {len(inputs)}"
+        raise TypeError(msg)
+    values = [x.data for x in inputs]
+    try:
+        out = rule.forward(*values)
+    except (ArithmeticError, ValueError) as error:
+        raise _failed(op, values, error) from None
+    if not isinstance(out, (float, int)):
+        msg = f"{op}: the forward function returned {type(out).__name__}, not a real number"
+        raise TypeError(msg)
+    out = float(out)
+    if not -_INF < out < _INF:
+        raise _overflow(op, values)
+    return _node(out, op, inputs)
+
+
+# --- functions: the same operations for Values and numbers -------------------------
+
+
+def _unary(op: str, math_fn: Callable[[float], float]) -> Callable[[Any], Any]:
+    """A function that records ``op`` on a Value and computes ``math_fn`` on a number."""
+
+    def function(x: Any) -> Any:
+        if isinstance(x, Value):
+            return _apply1(op, x)
+        return math_fn(float(x))
+
+    function.__name__ = op
+    function.__doc__ = f"{op}(x): records {op!r} for a Value, else computes it for a number."
+    return function
+
+
+exp = _unary("exp", lambda x: RULES["exp"].forward(x))
+log = _unary("log", lambda x: RULES["log"].forward(x))
+sqrt = _unary("sqrt", lambda x: RULES["sqrt"].forward(x))
+tanh = _unary("tanh", lambda x: RULES["tanh"].forward(x))
+sigmoid = _unary("sigmoid", lambda x: RULES["sigmoid"].forward(x))
+relu = _unary("relu", lambda x: RULES["relu"].forward(x))
+sin = _unary("sin", lambda x: RULES["sin"].forward(x))
+cos = _unary("cos", lambda x: RULES["cos"].forward(x))
+
+
+def sum(values: Iterable[Operand]) -> Value:  # noqa: A001 - torch.sum's name, on purpose
+    """x_1 + ... + x_n as ONE node with n inputs (not a chain of n - 1 additions)."""
+    items = tuple(values)
+    if not items:
+        return constant(0.0)
+    return apply("sum", *items)
+
+
+def linear(weights: Sequence[Operand], inputs: Sequence[Operand], bias: Operand = 0.0) -> Value:
+    """w . x + b as ONE node: a neuron's pre-activation.
+
+    Inputs are recorded as (w_1..w_n, x_1..x_n, b); d/dw_i = x_i, d/dx_i = w_i, d/db = 1.
+    """
+    if len(weights) != len(inputs):
+        msg = f"linear: {len(weights)} weights but {len(inputs)} inputs"
+        raise ValueError(msg)
+    return apply("linear", *weights, *inputs, bias)
