@@ -21,6 +21,8 @@ from .errors import (
     ZeroDivisionInOperationError,
 )
 from .gradcheck import gradcheck
+from .nn import MLP, Layer, Module, Neuron
+from .optim import SGD, Adam
 from .value import (
     Value,
     as_value,
@@ -35,6 +37,7 @@ from .value import (
     relu,
     sigmoid,
     sin,
+    softplus,
     sqrt,
     sum,  # noqa: A004 - tinygrad_bp.sum, as torch.sum; not in __all__
     tanh,
@@ -44,7 +47,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DomainError",
+    "MLP",
+    "SGD",
+    "Adam",
     "GradcheckError",
+    "Layer",
+    "Module",
+    "Neuron",
     "GraphTooLargeError",
     "GraphvizNotFoundError",
     "NonDifferentiableError",
@@ -71,6 +80,7 @@ __all__ = [
     "relu",
     "sigmoid",
     "sin",
+    "softplus",
     "sqrt",
     "tanh",
     "toposort",

@@ -127,6 +127,47 @@ def _linear_local(_out: Any, *xs: Any) -> tuple[Any, ...]:
     return (*xs[n : 2 * n], *xs[:n], 1.0)
 
 
+def _softplus_forward(x: float) -> float:
+    """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), never overflowing."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def _sigmoid_generic(x: Any) -> Any:
+    """s(x) for a float or a Value."""
+    return _sigmoid_forward(x) if isinstance(x, float) else x.sigmoid()
+
+
+def _split_pairs(xs: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Inputs ordered (p_1..p_n, t_1..t_n) as the two halves."""
+    n = len(xs) // 2
+    return xs[:n], xs[n:]
+
+
+def _sse_forward(*xs: float) -> float:
+    """sum_i (p_i - t_i)^2, inputs ordered (p_1..p_n, t_1..t_n)."""
+    p, t = _split_pairs(xs)
+    return math.fsum((a - b) * (a - b) for a, b in zip(p, t))
+
+
+def _sse_local(_out: Any, *xs: Any) -> tuple[Any, ...]:
+    """d/dp_i = 2 (p_i - t_i), d/dt_i = -2 (p_i - t_i)."""
+    p, t = _split_pairs(xs)
+    d = tuple(2.0 * (a - b) for a, b in zip(p, t))
+    return (*d, *(-x for x in d))
+
+
+def _half_sse_forward(*xs: float) -> float:
+    """1/2 sum_i (p_i - t_i)^2, inputs ordered (p_1..p_n, t_1..t_n)."""
+    return 0.5 * _sse_forward(*xs)
+
+
+def _half_sse_local(_out: Any, *xs: Any) -> tuple[Any, ...]:
+    """d/dp_i = p_i - t_i, d/dt_i = t_i - p_i."""
+    p, t = _split_pairs(xs)
+    d = tuple(a - b for a, b in zip(p, t))
+    return (*d, *(-x for x in d))
+
+
 def _sum_forward(*xs: float) -> float:
     """x_1 + ... + x_n, exactly rounded."""
     return math.fsum(xs)
@@ -179,10 +220,16 @@ for _rule in (
     Rule("sin", 1, math.sin, lambda out, a: (_cos(a),), "d sin(a)/da = cos(a)"),
     # cos a: d/da = -sin a
     Rule("cos", 1, math.cos, lambda out, a: (-_sin(a),), "d cos(a)/da = -sin(a)"),
+    # log(1 + e^a): d/da = s(a)
+    Rule("softplus", 1, _softplus_forward, lambda out, a: (_sigmoid_generic(a),), "d softplus(a)/da = s(a)"),
     # x_1 + ... + x_n: d/dx_i = 1
     Rule("sum", None, _sum_forward, _sum_local, "d(sum x)/dx_i = 1"),
     # w . x + b, inputs (w_1..w_n, x_1..x_n, b): d/dw_i = x_i, d/dx_i = w_i, d/db = 1
     Rule("linear", None, _linear_forward, _linear_local, "d(w.x+b)/dw_i = x_i, d/dx_i = w_i, d/db = 1"),
+    # sum (p_i - t_i)^2, inputs (p..., t...): d/dp_i = 2(p_i - t_i), d/dt_i = -2(p_i - t_i)
+    Rule("sse", None, _sse_forward, _sse_local, "d sum(p-t)^2/dp_i = 2(p_i-t_i)"),
+    # 1/2 sum (p_i - t_i)^2, inputs (p..., t...): d/dp_i = p_i - t_i, d/dt_i = t_i - p_i
+    Rule("half_sse", None, _half_sse_forward, _half_sse_local, "d 1/2 sum(p-t)^2/dp_i = p_i-t_i"),
 ):
     register(_rule)
 del _rule

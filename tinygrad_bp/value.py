@@ -41,6 +41,7 @@ __all__ = [
     "relu",
     "sigmoid",
     "sin",
+    "softplus",
     "sqrt",
     "tanh",
 ]
@@ -224,6 +225,10 @@ class Value:
     def cos(self) -> Value:
         """Cosine."""
         return _apply1("cos", self)
+
+    def softplus(self) -> Value:
+        """log(1 + e ** self), never overflowing."""
+        return _apply1("softplus", self)
 
     def abs(self) -> Value:
         """|self|."""
@@ -488,6 +493,7 @@ sigmoid = _unary("sigmoid", lambda x: RULES["sigmoid"].forward(x))
 relu = _unary("relu", lambda x: RULES["relu"].forward(x))
 sin = _unary("sin", lambda x: RULES["sin"].forward(x))
 cos = _unary("cos", lambda x: RULES["cos"].forward(x))
+softplus = _unary("softplus", lambda x: RULES["softplus"].forward(x))
 
 
 def sum(values: Iterable[Operand]) -> Value:  # noqa: A001 - torch.sum's name, on purpose

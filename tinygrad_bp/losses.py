@@ -1,0 +1,129 @@
+"""Loss functions over Values (and plain numbers), PyTorch's semantics where PyTorch has one.
+
+Sums of squared errors are single n-ary nodes (``sse``, ``half_sse``), so a
+drawing or a chain-rule table shows dE/dout_k = (out_k - t_k) directly, as
+the articles do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Union
+
+from . import value as _v
+from .value import Value, apply, as_value, constant
+
+__all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "half_sse",
+    "hinge_loss",
+    "l2_penalty",
+    "mse_loss",
+]
+
+Scalar = Union[Value, float, int]
+Scalars = Union[Scalar, Sequence[Scalar]]
+
+
+def _pairs(name: str, pred: Scalars, target: Scalars) -> tuple[list[Scalar], list[Scalar]]:
+    """``pred`` and ``target`` as two lists of equal, non-zero length."""
+    p = list(pred) if isinstance(pred, (list, tuple)) else [pred]
+    t = list(target) if isinstance(target, (list, tuple)) else [target]
+    if len(p) != len(t):
+        msg = f"{name}: pred has {len(p)} elements but target has {len(t)}"
+        raise ValueError(msg)
+    if not p:
+        msg = f"{name}: pred and target are empty"
+        raise ValueError(msg)
+    return p, t
+
+
+def _reduce(name: str, terms: list[Value], reduction: str) -> Value:
+    """mean or sum of ``terms``."""
+    if reduction == "sum":
+        return _v.sum(terms)
+    if reduction == "mean":
+        return _v.sum(terms) / len(terms)
+    msg = f"{name}: reduction must be 'mean' or 'sum', got {reduction!r}"
+    raise ValueError(msg)
+
+
+def mse_loss(pred: Scalars, target: Scalars, reduction: str = "mean") -> Value:
+    """sum_i (p_i - t_i)^2, divided by n for ``reduction="mean"`` (``torch.nn.functional.mse_loss``)."""
+    p, t = _pairs("mse_loss", pred, target)
+    total = apply("sse", *p, *t)  # one node: d/dp_i = 2 (p_i - t_i)
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / len(p)
+    msg = f"mse_loss: reduction must be 'mean' or 'sum', got {reduction!r}"
+    raise ValueError(msg)
+
+
+def half_sse(pred: Scalars, target: Scalars) -> Value:
+    """E = 1/2 sum_k (o_k - t_k)^2, the articles' error; dE/do_k = o_k - t_k. One node."""
+    p, t = _pairs("half_sse", pred, target)
+    return apply("half_sse", *p, *t)
+
+
+def binary_cross_entropy(prob: Scalars, target: Scalars, reduction: str = "mean") -> Value:
+    """-(t log p + (1 - t) log(1 - p)), averaged (``torch.nn.functional.binary_cross_entropy``).
+
+    A probability of exactly 0 or 1 where its log is needed raises ValueError;
+    use :func:`binary_cross_entropy_with_logits` for saturated outputs.
+    """
+    p, t = _pairs("binary_cross_entropy", prob, target)
+    terms = []
+    for pi, ti in zip(p, t):
+        pv = as_value(pi)
+        tv = float(ti.data if isinstance(ti, Value) else ti)
+        if not 0.0 <= pv.data <= 1.0 or not 0.0 <= tv <= 1.0:
+            msg = f"binary_cross_entropy: prob {pv.data!r} and target {tv!r} must lie in [0, 1]"
+            raise ValueError(msg)
+        term = constant(0.0)
+        if tv != 0.0:
+            term = term - ti * pv.log()
+        if tv != 1.0:
+            term = term - (1 - ti) * (1 - pv).log()
+        terms.append(term)
+    return _reduce("binary_cross_entropy", terms, reduction)
+
+
+def binary_cross_entropy_with_logits(logit: Scalars, target: Scalars, reduction: str = "mean") -> Value:
+    """softplus(z) - t z = -(t log s(z) + (1 - t) log(1 - s(z))), stable for any z; d/dz = s(z) - t."""
+    z, t = _pairs("binary_cross_entropy_with_logits", logit, target)
+    terms = [as_value(zi).softplus() - ti * zi for zi, ti in zip(z, t)]
+    return _reduce("binary_cross_entropy_with_logits", terms, reduction)
+
+
+def cross_entropy(logits: Sequence[Scalar], target_index: int) -> Value:
+    """-log softmax(z)_t = logsumexp(z) - z_t, stable for logits of any size.
+
+    logsumexp(z) = m + log sum_i e^(z_i - m) with m = max z (a constant: the
+    result does not depend on it, so neither does the gradient).
+    """
+    z = [as_value(x) for x in logits]
+    if not z:
+        msg = "cross_entropy: logits are empty"
+        raise ValueError(msg)
+    if isinstance(target_index, bool) or not isinstance(target_index, int) or not 0 <= target_index < len(z):
+        msg = f"cross_entropy: target_index must be an int in [0, {len(z)}), got {target_index!r}"
+        raise ValueError(msg)
+    m = max(x.data for x in z)
+    lse = _v.sum([(x - m).exp() for x in z]).log() + m
+    return lse - z[target_index]
+
+
+def hinge_loss(scores: Sequence[Scalar], labels: Sequence[float], reduction: str = "mean") -> Value:
+    """mean_i relu(1 - y_i s_i) for labels y_i in {-1, +1} (micrograd's demo loss)."""
+    s, y = _pairs("hinge_loss", list(scores), list(labels))
+    terms = [(1 - yi * si).relu() for si, yi in zip(s, y)]
+    return _reduce("hinge_loss", terms, reduction)
+
+
+def l2_penalty(params: Iterable[Value], alpha: float = 1.0) -> Value:
+    """alpha * sum_p p^2 (micrograd's demo uses alpha = 1e-4)."""
+    ps = list(params)
+    return alpha * _v.sum([p * p for p in ps])

@@ -1,0 +1,401 @@
+"""Neurons, layers and multi-layer perceptrons built from Values.
+
+A neuron computes ``act(w . x + b)``: the weighted sum is ONE ``linear`` node
+(d/dw_i = x_i, d/dx_i = w_i, d/db = 1) and the activation one more node, so
+the gradients of a perceptron, a layer or a deep network all come out of the
+engine's general reverse mode, and drawings stay readable.
+
+Every parameter and every node a module makes carries a label naming the
+module (``layer1.neuron0.w1``, ``layer1.neuron0.net``, ``layer1.neuron0.out``),
+which drawings use to group nodes into clusters and steppers to name steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .value import Value, linear
+
+__all__ = ["ACTIVATIONS", "MLP", "Layer", "Module", "Neuron"]
+
+StateDict = dict[str, Any]
+
+# activation name -> the Value method that applies it (None: the identity)
+ACTIVATIONS: dict[str, Callable[[Value], Value] | None] = {
+    "sigmoid": Value.sigmoid,
+    "tanh": Value.tanh,
+    "relu": Value.relu,
+    "linear": None,
+}
+
+
+def _activation(name: str) -> Callable[[Value], Value] | None:
+    """The function for an activation name, or ValueError listing the known names."""
+    if name not in ACTIVATIONS:
+        known = ", ".join(repr(k) for k in ACTIVATIONS)
+        msg = f"unknown activation {name!r}; choose one of {known}"
+        raise ValueError(msg)
+    return ACTIVATIONS[name]
+
+
+def _check_count(what: str, n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        msg = f"{what} must be a positive int, got {n!r}"
+        raise ValueError(msg)
+    return n
+
+
+def _rng(seed: int | random.Random | None) -> random.Random:
+    """A private generator: the global ``random`` state is never touched."""
+    return seed if isinstance(seed, random.Random) else random.Random(seed)
+
+
+def _number(key: str, x: object) -> float:
+    """``x`` as a finite float, or ValueError naming ``key``."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        msg = f"state_dict[{key!r}]: expected a finite number, got {x!r}"
+        raise ValueError(msg)
+    return float(x)
+
+
+def _vector(key: str, xs: object, n: int) -> list[float]:
+    """``xs`` as a list of n finite floats, or ValueError naming ``key`` and the shape."""
+    if not isinstance(xs, (list, tuple)) or len(xs) != n:
+        got = f"length {len(xs)}" if isinstance(xs, (list, tuple)) else type(xs).__name__
+        msg = f"state_dict[{key!r}]: expected a list of {n} numbers, got {got}"
+        raise ValueError(msg)
+    return [_number(f"{key}[{i}]", x) for i, x in enumerate(xs)]
+
+
+class Module:
+    """Base class: parameters, zero_grad, and JSON state (never pickle)."""
+
+    name: str = "module"
+
+    def parameters(self) -> list[Value]:
+        """Every trainable Value of this module, in a fixed order."""
+        return []
+
+    def named_parameters(self) -> list[tuple[str, Value]]:
+        """(label, parameter) pairs."""
+        return [(p.label, p) for p in self.parameters()]
+
+    def zero_grad(self) -> None:
+        """Set every parameter's ``.grad`` to 0.0."""
+        for p in self.parameters():
+            p.grad = 0.0
+
+    def state_dict(self) -> StateDict:
+        """The parameters as plain JSON types (lists and floats)."""
+        raise NotImplementedError
+
+    def _assign(self, state: Mapping[str, Any]) -> Callable[[], None]:
+        """Validate ``state`` completely and return the function that writes it."""
+        raise NotImplementedError
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Set the parameters from ``state``.
+
+        A missing or unexpected key, a wrong shape or a non-number raises
+        ValueError naming it, and then no parameter has changed.
+        """
+        if not isinstance(state, Mapping):
+            msg = f"load_state_dict: expected a dict, got {type(state).__name__}"
+            raise ValueError(msg)
+        expected = set(self.state_dict())
+        missing = sorted(expected - set(state))
+        unexpected = sorted(set(state) - expected)
+        if missing:
+            msg = f"load_state_dict: missing key(s) {missing}"
+            raise ValueError(msg)
+        if unexpected:
+            msg = f"load_state_dict: unexpected key(s) {unexpected}"
+            raise ValueError(msg)
+        self._assign(state)()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the state as JSON to ``path``."""
+        document = {"format": "tinygrad_bp", "version": 1, "module": type(self).__name__}
+        document["state"] = self.state_dict()
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=1)
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Read a state written by :meth:`save`; a corrupt or mismatched file raises ValueError."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                document = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            msg = f"load: {os.fspath(path)!r} is not a valid JSON state file ({error})"
+            raise ValueError(msg) from None
+        if not isinstance(document, dict) or document.get("format") != "tinygrad_bp" or "state" not in document:
+            msg = f"load: {os.fspath(path)!r} is not a tinygrad_bp state file"
+            raise ValueError(msg)
+        if document.get("module") != type(self).__name__:
+            msg = f"load: the file holds a {document.get('module')!r}, not a {type(self).__name__!r}"
+            raise ValueError(msg)
+        self.load_state_dict(document["state"])
+
+
+class Neuron(Module):
+    """``act(w . x + b)`` over ``nin`` inputs.
+
+    Weights and bias start uniform in [-1/sqrt(nin), 1/sqrt(nin)] (PyTorch's
+    ``nn.Linear`` default), drawn from ``random.Random(seed)``.
+    """
+
+    def __init__(
+        self,
+        nin: int,
+        activation: str = "relu",
+        seed: int | random.Random | None = None,
+        *,
+        name: str = "neuron",
+    ) -> None:
+        _check_count("Neuron: nin", nin)
+        self._act = _activation(activation)
+        self.activation = activation
+        rng = _rng(seed)
+        bound = 1.0 / math.sqrt(nin)
+        self.w = [Value(rng.uniform(-bound, bound)) for _ in range(nin)]
+        self.b = Value(rng.uniform(-bound, bound))
+        self.rename(name)
+
+    @classmethod
+    def from_weights(
+        cls, w: Sequence[float], b: float, activation: str = "relu", *, name: str = "neuron"
+    ) -> Neuron:
+        """A neuron with the given weights and bias (for worked examples)."""
+        neuron = cls(len(w), activation, seed=0, name=name)
+        neuron.load_state_dict({"weight": list(w), "bias": b})
+        return neuron
+
+    def rename(self, name: str) -> None:
+        """Name this neuron and relabel its parameters and the nodes it makes."""
+        self.name = name
+        for i, w in enumerate(self.w):
+            w.label = f"{name}.w{i}"
+        self.b.label = f"{name}.b"
+        self._net_label = f"{name}.net"
+        self._out_label = f"{name}.out"
+
+    def __call__(self, x: Sequence[Value | float]) -> Value:
+        if len(x) != len(self.w):
+            msg = f"{self.name}: expected {len(self.w)} inputs, got {len(x)}"
+            raise ValueError(msg)
+        net = linear(self.w, x, self.b)  # w . x + b, one node
+        net.label = self._net_label
+        if self._act is None:
+            return net
+        out = self._act(net)
+        out.label = self._out_label
+        return out
+
+    def parameters(self) -> list[Value]:
+        """[w_0, ..., w_{n-1}, b]."""
+        return [*self.w, self.b]
+
+    def state_dict(self) -> StateDict:
+        """{"weight": [w_0, ...], "bias": b}."""
+        return {"weight": [w.data for w in self.w], "bias": self.b.data}
+
+    def _assign(self, state: Mapping[str, Any]) -> Callable[[], None]:
+        weights = _vector("weight", state["weight"], len(self.w))
+        bias = _number("bias", state["bias"])
+
+        def write() -> None:
+            for w, x in zip(self.w, weights):
+                w.data = x
+            self.b.data = bias
+
+        return write
+
+    def __repr__(self) -> str:
+        return f"Neuron({len(self.w)}, activation={self.activation!r}, name={self.name!r})"
+
+
+class Layer(Module):
+    """``nout`` neurons over the same ``nin`` inputs; ``layer(x)`` always returns a list."""
+
+    def __init__(
+        self,
+        nin: int,
+        nout: int,
+        activation: str = "relu",
+        seed: int | random.Random | None = None,
+        *,
+        name: str = "layer",
+    ) -> None:
+        _check_count("Layer: nin", nin)
+        _check_count("Layer: nout", nout)
+        rng = _rng(seed)
+        self.activation = activation
+        self.neurons = [Neuron(nin, activation, rng, name=f"{name}.neuron{j}") for j in range(nout)]
+        self.name = name
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: Sequence[Sequence[float]],
+        biases: Sequence[float],
+        activation: str = "relu",
+        *,
+        name: str = "layer",
+    ) -> Layer:
+        """A layer from a weight matrix (one row per neuron) and one bias per neuron."""
+        if not weights or not isinstance(weights[0], (list, tuple)):
+            msg = "Layer.from_weights: weights must be a non-empty list of rows"
+            raise ValueError(msg)
+        layer = cls(len(weights[0]), len(weights), activation, seed=0, name=name)
+        layer.load_state_dict({"weight": [list(r) for r in weights], "bias": list(biases)})
+        return layer
+
+    def rename(self, name: str) -> None:
+        """Name this layer and its neurons (``name.neuron{j}``)."""
+        self.name = name
+        for j, n in enumerate(self.neurons):
+            n.rename(f"{name}.neuron{j}")
+
+    def __call__(self, x: Sequence[Value | float]) -> list[Value]:
+        return [n(x) for n in self.neurons]
+
+    def parameters(self) -> list[Value]:
+        """Each neuron's parameters in turn."""
+        return [p for n in self.neurons for p in n.parameters()]
+
+    def state_dict(self) -> StateDict:
+        """{"weight": one row per neuron, "bias": one number per neuron}."""
+        return {
+            "weight": [[w.data for w in n.w] for n in self.neurons],
+            "bias": [n.b.data for n in self.neurons],
+        }
+
+    def _assign(self, state: Mapping[str, Any]) -> Callable[[], None]:
+        rows = state["weight"]
+        if not isinstance(rows, (list, tuple)) or len(rows) != len(self.neurons):
+            got = f"{len(rows)} rows" if isinstance(rows, (list, tuple)) else type(rows).__name__
+            msg = f"state_dict['weight']: expected {len(self.neurons)} rows, got {got}"
+            raise ValueError(msg)
+        biases = _vector("bias", state["bias"], len(self.neurons))
+        writes = [
+            n._assign({"weight": _vector(f"weight[{j}]", row, len(n.w)), "bias": bias})
+            for j, (n, row, bias) in enumerate(zip(self.neurons, rows, biases))
+        ]
+
+        def write() -> None:
+            for w in writes:
+                w()
+
+        return write
+
+    def __repr__(self) -> str:
+        nin = len(self.neurons[0].w)
+        return f"Layer({nin}, {len(self.neurons)}, activation={self.activation!r}, name={self.name!r})"
+
+
+class MLP(Module):
+    """A multi-layer perceptron: ``nin`` inputs, then one layer per entry of ``nouts``.
+
+    Hidden layers use ``activation``, the last one ``output_activation``.
+    ``mlp(x)`` returns a Value when the last layer has one output, else a list.
+    Layers are named ``layer1``, ``layer2``, ... (``layer1`` is the first hidden layer).
+    """
+
+    def __init__(
+        self,
+        nin: int,
+        nouts: Sequence[int],
+        activation: str = "relu",
+        output_activation: str = "linear",
+        seed: int | random.Random | None = None,
+    ) -> None:
+        _check_count("MLP: nin", nin)
+        if not nouts:
+            msg = "MLP: nouts must list at least one layer size"
+            raise ValueError(msg)
+        rng = _rng(seed)
+        sizes = [nin, *nouts]
+        self.activation = activation
+        self.output_activation = output_activation
+        self.layers = [
+            Layer(
+                sizes[i],
+                sizes[i + 1],
+                activation if i < len(nouts) - 1 else output_activation,
+                rng,
+                name=f"layer{i + 1}",
+            )
+            for i in range(len(nouts))
+        ]
+        self.name = "mlp"
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: Sequence[Sequence[Sequence[float]]],
+        biases: Sequence[Sequence[float]],
+        activation: str = "relu",
+        output_activation: str = "linear",
+    ) -> MLP:
+        """An MLP from one weight matrix (rows = neurons) and one bias list per layer."""
+        if not weights:
+            msg = "MLP.from_weights: at least one layer is needed"
+            raise ValueError(msg)
+        nin = len(weights[0][0])
+        mlp = cls(nin, [len(w) for w in weights], activation, output_activation, seed=0)
+        state: StateDict = {}
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            state[f"layer{i + 1}.weight"] = [list(r) for r in w]
+            state[f"layer{i + 1}.bias"] = list(b)
+        mlp.load_state_dict(state)
+        return mlp
+
+    def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+        out: Sequence[Value | float] = x
+        for layer in self.layers:
+            out = layer(out)
+        return out[0] if len(out) == 1 else list(out)  # type: ignore[return-value]
+
+    def parameters(self) -> list[Value]:
+        """Each layer's parameters in turn."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def state_dict(self) -> StateDict:
+        """{"layer1.weight": rows, "layer1.bias": list, "layer2.weight": ...}."""
+        state: StateDict = {}
+        for layer in self.layers:
+            for key, value in layer.state_dict().items():
+                state[f"{layer.name}.{key}"] = value
+        return state
+
+    def _assign(self, state: Mapping[str, Any]) -> Callable[[], None]:
+        writes = []
+        for layer in self.layers:
+            prefix = f"{layer.name}."
+            part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            try:
+                writes.append(layer._assign(part))
+            except ValueError as error:
+                msg = str(error).replace("state_dict['", f"state_dict['{prefix}")
+                raise ValueError(msg) from None
+
+        def write() -> None:
+            for w in writes:
+                w()
+
+        return write
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __repr__(self) -> str:
+        sizes = [len(self.layers[0].neurons[0].w)] + [len(layer.neurons) for layer in self.layers]
+        return (
+            f"MLP({sizes[0]}, {sizes[1:]}, activation={self.activation!r}, "
+            f"output_activation={self.output_activation!r})"
+        )
