@@ -39,23 +39,23 @@ from .value import (
     sin,
     softplus,
     sqrt,
-    sum,  # noqa: A004 - tinygrad_bp.sum, as torch.sum; not in __all__
+    sum,  # noqa: A004, F401 - tinygrad_bp.sum, as torch.sum; not in __all__
     tanh,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DomainError",
     "MLP",
     "SGD",
     "Adam",
+    "DomainError",
     "GradcheckError",
+    "GraphTooLargeError",
+    "GraphvizNotFoundError",
     "Layer",
     "Module",
     "Neuron",
-    "GraphTooLargeError",
-    "GraphvizNotFoundError",
     "NonDifferentiableError",
     "OperationOverflowError",
     "TapeMismatchError",

@@ -124,7 +124,7 @@ def _run(root: Value, seed: Any) -> None:
                     ready.append(child)
 
 
-def _run_recording(root: Value, seed: Any) -> None:
+def _run_Recording(root: Value, seed: Any) -> None:
     """As :func:`_run`, with local derivatives and products recorded as Values (create_graph)."""
     root._upstream = seed
     ready = [root]
@@ -169,10 +169,10 @@ def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> di
         marked = _mark(root)
         try:
             if create_graph:
-                with _recording():
-                    _run_recording(root, seed)
+                with _Recording():
+                    _run_Recording(root, seed)
             else:
-                with _no_recording():
+                with _NoRecording():
                     _run(root, seed)
             return {node: node._upstream for node in marked}
         finally:
@@ -212,7 +212,7 @@ def backward(root: Value, gradient: float = 1.0) -> None:
     with _pass_lock:
         marked = _mark(root)
         try:
-            with _no_recording():
+            with _NoRecording():
                 _run(root, seed)
             for node in marked:
                 if node.inputs:
@@ -224,7 +224,7 @@ def backward(root: Value, gradient: float = 1.0) -> None:
                 node._upstream = None
 
 
-class _no_recording:  # noqa: N801 - used like no_grad
+class _NoRecording:
     """Switch recording off for the duration of a float-only pass."""
 
     def __enter__(self) -> None:
@@ -235,7 +235,7 @@ class _no_recording:  # noqa: N801 - used like no_grad
         _grad_mode.enabled = self._previous
 
 
-class _recording(_no_recording):
+class _Recording(_NoRecording):
     """Switch recording on for a create_graph pass."""
 
     def __enter__(self) -> None:

@@ -106,7 +106,7 @@ class Module:
         """
         if not isinstance(state, Mapping):
             msg = f"load_state_dict: expected a dict, got {type(state).__name__}"
-            raise ValueError(msg)
+            raise ValueError(msg)  # noqa: TRY004 - API.md: a bad state is always ValueError
         expected = set(self.state_dict())
         missing = sorted(expected - set(state))
         unexpected = sorted(set(state) - expected)
@@ -133,7 +133,8 @@ class Module:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             msg = f"load: {os.fspath(path)!r} is not a valid JSON state file ({error})"
             raise ValueError(msg) from None
-        if not isinstance(document, dict) or document.get("format") != "tinygrad_bp" or "state" not in document:
+        valid = isinstance(document, dict) and document.get("format") == "tinygrad_bp"
+        if not valid or "state" not in document:
             msg = f"load: {os.fspath(path)!r} is not a tinygrad_bp state file"
             raise ValueError(msg)
         if document.get("module") != type(self).__name__:
@@ -185,6 +186,7 @@ class Neuron(Module):
         self._out_label = f"{name}.out"
 
     def __call__(self, x: Sequence[Value | float]) -> Value:
+        """act(w . x + b) for the inputs ``x`` (Values or numbers)."""
         if len(x) != len(self.w):
             msg = f"{self.name}: expected {len(self.w)} inputs, got {len(x)}"
             raise ValueError(msg)
@@ -262,6 +264,7 @@ class Layer(Module):
             n.rename(f"{name}.neuron{j}")
 
     def __call__(self, x: Sequence[Value | float]) -> list[Value]:
+        """Every neuron's output, as a list."""
         return [n(x) for n in self.neurons]
 
     def parameters(self) -> list[Value]:
@@ -356,6 +359,7 @@ class MLP(Module):
         return mlp
 
     def __call__(self, x: Sequence[Value | float]) -> Value | list[Value]:
+        """The last layer's output: a Value if it has one neuron, else a list."""
         out: Sequence[Value | float] = x
         for layer in self.layers:
             out = layer(out)

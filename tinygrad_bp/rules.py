@@ -112,7 +112,7 @@ def _sigmoid_forward(x: float) -> float:
 
 def _relu_forward(x: float) -> float:
     """max(x, 0)."""
-    return x if x > 0.0 else 0.0
+    return max(0.0, x)
 
 
 def _linear_forward(*xs: float) -> float:
@@ -189,7 +189,7 @@ for _rule in (
     # a * b: d/da = b, d/db = a
     Rule("*", 2, operator.mul, lambda out, a, b: (b, a), "d(a*b)/da = b, d(a*b)/db = a"),
     # a / b: d/da = 1/b, d/db = -a/b^2 = -out/b
-    Rule("/", 2, operator.truediv, lambda out, a, b: (1.0 / b, -out / b), "d(a/b)/da = 1/b, d(a/b)/db = -a/b^2"),
+    Rule("/", 2, operator.truediv, lambda out, a, b: (1.0 / b, -out / b), "d(a/b)/da = 1/b, d/db = -a/b^2"),
     # a ** b: d/da = b a^(b-1), d/db = a^b log(a) (0 where a = 0: the limit from the right)
     Rule(
         "**",
@@ -221,7 +221,9 @@ for _rule in (
     # cos a: d/da = -sin a
     Rule("cos", 1, math.cos, lambda out, a: (-_sin(a),), "d cos(a)/da = -sin(a)"),
     # log(1 + e^a): d/da = s(a)
-    Rule("softplus", 1, _softplus_forward, lambda out, a: (_sigmoid_generic(a),), "d softplus(a)/da = s(a)"),
+    Rule(
+        "softplus", 1, _softplus_forward, lambda out, a: (_sigmoid_generic(a),), "d softplus(a)/da = s(a)"
+    ),
     # x_1 + ... + x_n: d/dx_i = 1
     Rule("sum", None, _sum_forward, _sum_local, "d(sum x)/dx_i = 1"),
     # w . x + b, inputs (w_1..w_n, x_1..x_n, b): d/dw_i = x_i, d/dx_i = w_i, d/db = 1

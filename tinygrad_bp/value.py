@@ -54,7 +54,7 @@ _INF = math.inf
 
 
 class _GradMode(threading.local):
-    """Per-thread switch: are operations recording a graph?"""
+    """Per-thread switch saying whether operations record a graph."""
 
     enabled = True
 
@@ -82,6 +82,8 @@ class no_grad:  # noqa: N801 - named like torch.no_grad, its model
         _grad_mode.enabled = self._previous
 
     def __call__(self, func: _F) -> _F:
+        """Use as a decorator: ``func`` runs inside ``no_grad()``."""
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with no_grad():
@@ -485,15 +487,15 @@ def _unary(op: str, math_fn: Callable[[float], float]) -> Callable[[Any], Any]:
     return function
 
 
-exp = _unary("exp", lambda x: RULES["exp"].forward(x))
-log = _unary("log", lambda x: RULES["log"].forward(x))
-sqrt = _unary("sqrt", lambda x: RULES["sqrt"].forward(x))
-tanh = _unary("tanh", lambda x: RULES["tanh"].forward(x))
-sigmoid = _unary("sigmoid", lambda x: RULES["sigmoid"].forward(x))
-relu = _unary("relu", lambda x: RULES["relu"].forward(x))
-sin = _unary("sin", lambda x: RULES["sin"].forward(x))
-cos = _unary("cos", lambda x: RULES["cos"].forward(x))
-softplus = _unary("softplus", lambda x: RULES["softplus"].forward(x))
+exp = _unary("exp", RULES["exp"].forward)
+log = _unary("log", RULES["log"].forward)
+sqrt = _unary("sqrt", RULES["sqrt"].forward)
+tanh = _unary("tanh", RULES["tanh"].forward)
+sigmoid = _unary("sigmoid", RULES["sigmoid"].forward)
+relu = _unary("relu", RULES["relu"].forward)
+sin = _unary("sin", RULES["sin"].forward)
+cos = _unary("cos", RULES["cos"].forward)
+softplus = _unary("softplus", RULES["softplus"].forward)
 
 
 def sum(values: Iterable[Operand]) -> Value:  # noqa: A001 - torch.sum's name, on purpose
