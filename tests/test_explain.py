@@ -1,0 +1,223 @@
+"""explain: d output / d wrt as the sum over paths of products of local derivatives."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinygrad_bp as tg
+from tinygrad_bp import engine, losses
+from tinygrad_bp.errors import GraphTooLargeError
+from tinygrad_bp.explain import Explanation, explain
+from tinygrad_bp.nn import MLP
+
+try:  # the project's shared strategy, when present; the local one below always runs
+    from tinygrad_bp.testing import expressions
+except ImportError:  # pragma: no cover - depends on the checkout
+    expressions = None
+
+
+def worked_example():
+    """REFERENCE section 4: the 2-2-2 sigmoid network and its half-SSE error."""
+    mlp = MLP.from_weights(
+        [[[0.15, 0.20], [0.25, 0.30]], [[0.40, 0.45], [0.50, 0.55]]],
+        [[0.35, 0.35], [0.60, 0.60]],
+        activation="sigmoid",
+        output_activation="sigmoid",
+    )
+    out = mlp([0.05, 0.10])
+    error = losses.half_sse(out, [0.01, 0.99])
+    error.label = "E"
+    return mlp, error
+
+
+@st.composite
+def random_graphs(draw):
+    """A random expression over 1-4 labelled leaves: (root, leaves). Operands may repeat (a * a)."""
+    leaves = [tg.Value(draw(st.floats(-2, 2)), label=f"x{i}") for i in range(draw(st.integers(1, 4)))]
+    pool = list(leaves)
+
+    def pick():
+        return pool[draw(st.integers(0, len(pool) - 1))]
+
+    builders = {
+        "+": lambda: pick() + pick(),
+        "-": lambda: pick() - pick(),
+        "*": lambda: pick() * pick(),
+        "scale": lambda: pick() * draw(st.floats(-3, 3)),
+        "tanh": lambda: pick().tanh(),
+        "sigmoid": lambda: pick().sigmoid(),
+        "sin": lambda: pick().sin(),
+        "neg": lambda: -pick(),
+        "sum": lambda: tg.value.sum([pick(), pick(), pick()]),
+        "linear": lambda: tg.linear([pick(), pick()], [pick(), 0.5], pick()),
+    }
+    for _ in range(draw(st.integers(1, 8))):
+        pool.append(builders[draw(st.sampled_from(sorted(builders)))]())  # noqa: PERF401 - uses pool
+    return pool[-1], leaves
+
+
+def close(a, b, scale):
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12 * (1.0 + scale))
+
+
+# --- the worked example -----------------------------------------------------------------------
+
+
+def test_dE_dw5_is_three_factors():
+    mlp, error = worked_example()
+    w5 = mlp.layers[1].neurons[0].w[0]
+    assert w5.label == "layer2.neuron0.w0"
+    result = explain(error, w5)
+    assert isinstance(result, Explanation)
+    (path,) = result.paths
+    assert len(path.factors) == 3  # half_sse, sigmoid, linear
+    assert [n.op for n in path.nodes[:3]] == ["half_sse", "sigmoid", "linear"]
+    assert path.nodes[0] is error
+    assert path.nodes[-1] is w5
+    for got, expected in zip(path.factors, [0.741365069552316, 0.186815601808959, 0.593269992107187]):
+        assert got == pytest.approx(expected, abs=1e-12)
+    assert path.product == pytest.approx(0.082167040564231, abs=1e-12)
+    assert result.total == pytest.approx(0.082167040564231, abs=1e-12)
+    assert result.total == pytest.approx(tg.grad(error, [w5])[0], rel=1e-14)
+
+
+def test_dE_dw1_goes_through_both_outputs():
+    mlp, error = worked_example()
+    w1 = mlp.layers[0].neurons[0].w[0]
+    result = explain(error, w1)
+    assert len(result.paths) == 2
+    through = {p.nodes[1].label: p for p in result.paths}
+    assert set(through) == {"layer2.neuron0.out", "layer2.neuron1.out"}
+    o1, o2 = through["layer2.neuron0.out"], through["layer2.neuron1.out"]
+    # dE_o1/dout_h1 and dE_o2/dout_h1: the first three factors of each path
+    assert math.prod(o1.factors[:3]) == pytest.approx(0.055399424651423, abs=1e-12)
+    assert math.prod(o2.factors[:3]) == pytest.approx(-0.019049118258278, abs=1e-12)
+    for p in (o1, o2):
+        assert p.factors[3] == pytest.approx(0.241300708572325, abs=1e-12)  # dout_h1/dnet_h1
+        assert p.factors[4] == pytest.approx(0.05, abs=1e-12)  # dnet_h1/dw1 = i1
+    assert result.total == pytest.approx(0.000438567734474, abs=1e-12)
+    assert result.total == pytest.approx(tg.grad(error, [w1])[0], rel=1e-12)
+
+
+def test_text_table_shows_paths_factors_and_products():
+    mlp, error = worked_example()
+    text = str(explain(error, mlp.layers[1].neurons[0].w[0]))
+    assert "d E / d layer2.neuron0.w0" in text
+    assert "E <- layer2.neuron0.out <- layer2.neuron0.net <- layer2.neuron0.w0" in text
+    assert "0.741365069552316 x 0.186815601808959 x 0.593269992107187" in text
+    assert "total = 0.0821670405642308" in text
+
+
+def test_html_is_escaped():
+    a = tg.Value(2.0, label="<script>alert(1)</script>")
+    y = a * a
+    y.label = "a & b"
+    page = explain(y, a)._repr_html_()
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+    assert "a &amp; b" in page
+    assert page.count("<tr>") == 3  # header and two paths
+
+
+# --- small cases --------------------------------------------------------------------------------
+
+
+def test_repeated_operand_gives_one_path_per_occurrence():
+    a = tg.Value(3.0, label="a")
+    y = a * a
+    y.label = "y"
+    result = explain(y, a)
+    assert len(result) == 2
+    assert sorted(p.arguments for p in result.paths) == [(0,), (1,)]
+    assert result.total == 6.0
+    text = str(result)
+    assert "y <-[0]- a" in text
+    assert "y <-[1]- a" in text
+
+
+def test_output_is_wrt():
+    a = tg.Value(3.0, label="a")
+    result = explain(a, a)
+    assert result.total == 1.0
+    assert result.paths[0].factors == ()
+
+
+def test_unrelated_wrt_raises():
+    a, b = tg.Value(3.0, label="a"), tg.Value(1.0, label="b")
+    with pytest.raises(ValueError, match="does not depend on b"):
+        explain(a * 2, b)
+    with pytest.raises(TypeError):
+        explain(a, 2.0)
+
+
+def test_too_many_paths_raises_before_listing_them():
+    x = tg.Value(1.0, label="x")
+    y = x
+    for _ in range(200):
+        y = y * y  # 2 ** 200 paths: counted, never listed
+    with pytest.raises(GraphTooLargeError) as info:
+        explain(y, x)
+    assert str(2**200) in str(info.value)
+    assert "max_paths" in str(info.value)
+    z = x
+    for _ in range(10):
+        z = z + z
+    with pytest.raises(GraphTooLargeError):
+        explain(z, x, max_paths=1000)
+    assert len(explain(z, x, max_paths=1024)) == 1024
+
+
+def test_long_chain_is_one_path():
+    x = tg.Value(0.5, label="x")
+    y = x
+    for _ in range(30_000):  # far deeper than the recursion limit
+        y = -y
+    result = explain(y, x)
+    assert len(result) == 1
+    assert len(result.paths[0].factors) == 30_000
+    assert result.total == 1.0
+
+
+def test_explain_modifies_nothing():
+    mlp, error = worked_example()
+    before = [(n.data, n.grad, n.label, n.inputs) for n in tg.toposort(error)]
+    explain(error, mlp.layers[0].neurons[0].w[0])
+    assert [(n.data, n.grad, n.label, n.inputs) for n in tg.toposort(error)] == before
+
+
+@given(random_graphs())
+def test_total_equals_grad_on_random_graphs(graph):
+    root, leaves = graph
+    grads = engine.gradients(root) if root.requires_grad else {}
+    for leaf in leaves:
+        if leaf not in grads:
+            with pytest.raises(ValueError):
+                explain(root, leaf)
+            continue
+        result = explain(root, leaf, max_paths=100_000)
+        scale = sum(abs(p.product) for p in result.paths)
+        assert close(result.total, grads[leaf], scale)
+        assert close(result.total, tg.grad(root, [leaf])[0], scale)
+        for p in result.paths:
+            assert p.nodes[0] is root
+            assert p.nodes[-1] is leaf
+            for node, i, x in zip(p.nodes, p.arguments, p.nodes[1:]):
+                assert node.inputs[i] is x
+
+
+@pytest.mark.skipif(expressions is None, reason="tinygrad_bp.testing is not available")
+@given(expressions() if expressions is not None else st.nothing())
+def test_total_equals_grad_on_shared_expressions(expr):
+    root, leaves = expr.graph()
+    grads = tg.grad(root, leaves, allow_unused=True)
+    for leaf, g in zip(leaves, grads):
+        try:
+            result = explain(root, leaf, max_paths=100_000)
+        except GraphTooLargeError:
+            continue  # counted, refused: the cap, not a wrong answer
+        scale = sum(abs(p.product) for p in result.paths)
+        assert close(result.total, g, scale)

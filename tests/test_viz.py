@@ -1,0 +1,497 @@
+"""Drawing graphs: DOT structure, SVG parsed as XML, clusters, collapse, subgraphs, the size guard, hostile labels."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+
+import graphviz
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinygrad_bp as tg
+from tinygrad_bp import losses, viz
+from tinygrad_bp.errors import GraphTooLargeError, GraphvizNotFoundError
+from tinygrad_bp.nn import MLP
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+HOSTILE = [
+    "</text><script>alert(1)</script>",
+    '<svg onload="alert(1)">',
+    '"quoted" and \\"escaped\\"',
+    "{record|fields} <port>",
+    "<<B>bold</B>>",
+    "&amp; &lt; &#0; &#x41; &bogus;",
+    "back\\slash \\\\ double \\n \\l \\N",
+    "two\nlines\n\nand a blank one",
+    "\x00\x07\x1b[31m\x7f\x85\r\t",
+    "unicode: \u00fcn\u00efc\u00f8d\u00e9 \u2713 \U0001f642 \u202e rtl \u2028",
+    "lone surrogate \ud800 and \ufffe \uffff",
+    "]]> --> <!-- <![CDATA[ x ]]>",
+    "   leading and trailing spaces   ",
+    "]",  # Graphviz 2.43 merged a lone "]" into the next cell's text
+    "a\n]",
+    "",
+]
+
+
+def worked_example():
+    """REFERENCE section 4: the 2-2-2 sigmoid network and its half-SSE error."""
+    mlp = MLP.from_weights(
+        [[[0.15, 0.20], [0.25, 0.30]], [[0.40, 0.45], [0.50, 0.55]]],
+        [[0.35, 0.35], [0.60, 0.60]],
+        activation="sigmoid",
+        output_activation="sigmoid",
+    )
+    out = mlp([0.05, 0.10])
+    error = losses.half_sse(out, [0.01, 0.99])
+    error.label = "E"
+    return mlp, error
+
+
+def parse(svg: str) -> ET.Element:
+    return ET.fromstring(svg.encode("utf-8"))  # noqa: S314 - our own SVG; parsing it strictly is the test
+
+
+def groups(root: ET.Element, kind: str) -> list[ET.Element]:
+    return [g for g in root.iter(f"{SVG}g") if g.get("class") == kind]
+
+
+def title(group: ET.Element) -> str:
+    return group.find(f"{SVG}title").text
+
+
+def texts(group: ET.Element) -> list[str]:
+    return [(t.text or "") for t in group.iter(f"{SVG}text")]
+
+
+def node_texts(root: ET.Element) -> dict[str, list[str]]:
+    return {title(g): texts(g) for g in groups(root, "node")}
+
+
+def edge_titles(root: ET.Element) -> list[str]:
+    return [title(g) for g in groups(root, "edge")]
+
+
+def no_script(root: ET.Element) -> bool:
+    return not any(
+        el.tag.lower().endswith("script") or el.tag.lower().endswith("foreignobject") for el in root.iter()
+    )
+
+
+def same_text(lines: list[str]) -> list[str]:
+    """Graphviz writes runs of spaces as space + no-break space and drops empty lines."""
+    return [line.replace("\u00a0", " ") for line in lines if line]
+
+
+def run_dot(dot: str, source: str) -> str:
+    result = subprocess.run(  # noqa: S603 - the dot fixture's path
+        [dot, "-Tsvg"], input=source.encode("utf-8"), capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b"", result.stderr  # Graphviz reports a rejected HTML label on stderr
+    return result.stdout.decode("utf-8")
+
+
+def snapshot(root):
+    return [(n.data, n.grad, n.label, n.op, n.inputs, n.requires_grad) for n in tg.toposort(root)]
+
+
+# --- DOT without Graphviz --------------------------------------------------------------------
+
+
+def test_draw_dot_needs_no_dot_binary(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    a, b = tg.Value(2.0, label="a"), tg.Value(-3.0, label="b")
+    graph = viz.draw_dot(a * b + 1)
+    assert isinstance(graph, graphviz.Digraph)
+    assert "rankdir=LR" in graph.source
+    y = a * b
+    assert viz.to_dot(y) == viz.draw_dot(y).source
+
+
+def test_to_svg_without_dot_says_how_to_install(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(GraphvizNotFoundError) as info:
+        viz.to_svg(tg.Value(1.0) * 2)
+    message = str(info.value)
+    assert "apt-get install graphviz" in message
+    assert "brew install graphviz" in message
+    assert "conda" in message
+    with pytest.raises(GraphvizNotFoundError):
+        viz.to_png(tg.Value(1.0) * 2)
+
+
+def test_show_without_dot_falls_back_to_escaped_source(monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    view = viz.show(tg.Value(1.0, label="<b>x</b>") * 2)
+    assert view._repr_svg_() is None
+    page = view._repr_html_()
+    assert "apt-get install graphviz" in page
+    assert "<b>x</b>" not in page
+    assert "&amp;lt;b&amp;gt;" in page  # the DOT source (escaped once for DOT, once for HTML)
+
+
+def test_save_dot_source_needs_no_binary(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    y = tg.Value(2.0, label="a") * 3
+    path = viz.save(y, tmp_path / "graph.gv")
+    assert path.read_text(encoding="utf-8") == viz.to_dot(y)
+    with pytest.raises(ValueError, match="extension"):
+        viz.save(y, tmp_path / "graph.docx")
+
+
+def test_rankdir_and_argument_checks():
+    y = tg.Value(2.0) * 3
+    assert "rankdir=TB" in viz.to_dot(y, rankdir="TB")
+    with pytest.raises(ValueError, match="rankdir"):
+        viz.draw_dot(y, rankdir="sideways")
+    with pytest.raises(TypeError, match="Value"):
+        viz.draw_dot(3.0)
+    with pytest.raises(ValueError, match="max_nodes"):
+        viz.draw_dot(y, max_nodes=0)
+
+
+def test_one_edge_per_operand_occurrence_in_dot():
+    a = tg.Value(3.0, label="a")
+    y = a * a
+    source = viz.to_dot(y)
+    assert source.count("v0 -> v1_op") == 2
+    assert "label=<[0&#93;>" in source  # "]" is written as a character reference
+    assert "label=<[1&#93;>" in source
+
+
+def test_edge_labels_are_local_derivatives():
+    a, b = tg.Value(2.0, label="a"), tg.Value(-3.0, label="b")
+    y = a * b
+    source = viz.to_dot(y, edge_labels=True)
+    assert re.search(r"v0 -> v2_op \[label=<\u2202=-3>\]", source)
+    assert re.search(r"v1 -> v2_op \[label=<\u2202=2>\]", source)
+    undefined = viz.to_dot(tg.Value(0.0).sqrt(), edge_labels=True)
+    assert "\u2202=undefined" in undefined
+
+
+def test_grads_mapping_and_show_grad():
+    a = tg.Value(2.0, label="a")
+    y = a * a
+    y.backward()
+    assert "grad 4" in viz.to_dot(y)
+    assert "<TD>grad" not in viz.to_dot(y, show_grad=False)
+    assert "grad 7.5" in viz.to_dot(y, grads={a: 7.5})
+
+
+def test_constants_show_no_gradient():
+    y = tg.Value(2.0, label="a") * 3
+    source = viz.to_dot(y)
+    assert source.count("<TD>grad") == 2  # a and y, not the constant 3
+
+
+def test_drawing_modifies_no_node():
+    _, error = worked_example()
+    error.backward()
+    before = snapshot(error)
+    viz.draw_dot(error, edge_labels=True, collapse=["layer1"], highlight=error)
+    viz.draw_dot(error, subgraph_from=error.inputs[0])
+    assert snapshot(error) == before
+
+
+def test_highlight_marks_the_node_its_operation_and_edges():
+    a, b = tg.Value(2.0, label="a"), tg.Value(-3.0, label="b")
+    c = a * b
+    y = c + 1
+    source = viz.to_dot(y, highlight=c)
+    assert source.count("#fde047") == 2  # c's box and its op node
+    assert source.count('color="#dc2626"') == 3  # a -> *, b -> *, * -> c
+
+
+# --- the size guard ---------------------------------------------------------------------------
+
+
+def chain(n):
+    x = tg.Value(0.5, label="x")
+    for _ in range(n):
+        x = -x
+    return x
+
+
+def test_size_guard_refuses_a_million_node_chain_at_once():
+    root = chain(1_000_000)
+    with pytest.raises(GraphTooLargeError) as info:
+        viz.draw_dot(root)
+    message = str(info.value)
+    assert "collapse=" in message
+    assert "subgraph_from=" in message
+    assert "max_nodes" in message
+    assert viz.count_nodes(root, 500) == 501  # the count stops just past the limit
+
+
+class Tripwire(tg.Value):
+    """A leaf whose inputs must never be read: proof that a walk stopped early."""
+
+    @property
+    def inputs(self):
+        raise AssertionError("the size guard walked the whole graph")
+
+    @inputs.setter
+    def inputs(self, value):
+        pass
+
+
+def test_size_guard_stops_counting_at_the_limit():
+    x = Tripwire(1.0)
+    for _ in range(2000):
+        x = x.tanh()
+    with pytest.raises(GraphTooLargeError):
+        viz.draw_dot(x, max_nodes=500)
+    with pytest.raises(GraphTooLargeError):
+        viz.to_dot(x, max_nodes=1999)
+
+
+def test_size_guard_limits_and_none():
+    root = chain(600)
+    with pytest.raises(GraphTooLargeError):
+        viz.draw_dot(root)
+    assert viz.draw_dot(root, max_nodes=601)
+    assert viz.draw_dot(root, max_nodes=None)
+    with pytest.raises(GraphTooLargeError):
+        viz.draw_dot(root, max_nodes=600)
+
+
+def test_size_guard_counts_the_reduced_drawing():
+    root = chain(2000)
+    leaf = root
+    while leaf.inputs:
+        leaf = leaf.inputs[0]
+    with pytest.raises(GraphTooLargeError, match="2001"):
+        viz.draw_dot(root, subgraph_from=leaf)
+    mlp = MLP(3, [40, 40, 1], seed=0)
+    out = mlp([1.0, 2.0, 3.0])
+    with pytest.raises(GraphTooLargeError):
+        viz.draw_dot(out)
+    source = viz.to_dot(out, collapse=["layer1", "layer2"])
+    assert "layer1.neuron0.w0" not in source
+
+
+# --- SVG parsed as XML ------------------------------------------------------------------------
+
+
+def test_svg_counts_for_a_times_a(dot):  # noqa: ARG001 - the fixture skips without dot
+    a = tg.Value(3.0, label="a")
+    y = a * a
+    root = parse(viz.to_svg(y))
+    assert len(groups(root, "node")) == 3  # a, the * op, y
+    edges = edge_titles(root)
+    assert len(edges) == 3
+    assert edges.count("v0->v1_op") == 2  # one edge per operand occurrence
+    labels = [t for g in groups(root, "edge") for t in texts(g)]
+    assert sorted(labels) == ["[0]", "[1]"]
+
+
+def test_svg_counts_for_an_expression(dot):  # noqa: ARG001
+    a, b, c = tg.Value(2.0, label="a"), tg.Value(-3.0, label="b"), tg.Value(10.0, label="c")
+    e = a * b
+    e.label = "e"
+    d = e + c
+    d.label = "d"
+    d.backward()
+    root = parse(viz.to_svg(d))
+    nodes = node_texts(root)
+    assert len(nodes) == 7  # 5 Values, 2 operations
+    assert len(edge_titles(root)) == 6
+    assert nodes["v0"] == ["a", "data 2", "grad -3"]
+    assert nodes["v2_op"] == ["*"]
+    assert nodes["v4"] == ["d", "data 4", "grad 1"]
+
+
+def test_svg_of_the_worked_example_has_nested_clusters(dot):  # noqa: ARG001
+    _, error = worked_example()
+    root = parse(viz.to_svg(error))
+    cluster_labels = sorted(texts(g)[0] for g in groups(root, "cluster"))
+    assert cluster_labels == [
+        "layer1",
+        "layer1.neuron0",
+        "layer1.neuron1",
+        "layer2",
+        "layer2.neuron0",
+        "layer2.neuron1",
+    ]
+    assert not groups(parse(viz.to_svg(error, cluster=False)), "cluster")
+
+
+def cluster_tree(source: str) -> dict[str, str | None]:
+    """Each cluster's label -> the label of the cluster it is nested in, read from DOT source."""
+    parents: dict[str, str | None] = {}
+    stack: list[str | None] = []
+    for line in source.splitlines():
+        if line.strip().startswith("subgraph cluster_"):
+            stack.append(None)
+        elif stack and stack[-1] is None and "label=<" in line:
+            label = re.search(r"label=<([^>]*)>", line).group(1)
+            parents[label] = next((s for s in reversed(stack[:-1]) if s), None)
+            stack[-1] = label
+        elif line.strip() == "}" and stack:
+            stack.pop()
+    return parents
+
+
+def test_clusters_nest_neurons_in_layers():
+    _, error = worked_example()
+    assert cluster_tree(viz.to_dot(error)) == {
+        "layer1": None,
+        "layer1.neuron0": "layer1",
+        "layer1.neuron1": "layer1",
+        "layer2": None,
+        "layer2.neuron0": "layer2",
+        "layer2.neuron1": "layer2",
+    }
+
+
+def test_module_path():
+    assert viz.module_path("layer1.neuron0.w0") == ("layer1", "layer1.neuron0")
+    assert viz.module_path("w0") == ()
+    assert viz.module_path("1.5") == ()
+    assert viz.module_path("a.") == ()
+
+
+def test_collapse_a_neuron(dot):  # noqa: ARG001
+    _, error = worked_example()
+    error.backward()
+    root = parse(viz.to_svg(error, collapse=["layer1.neuron0"]))
+    nodes = node_texts(root)
+    shown = [t for ts in nodes.values() for t in ts]
+    assert not any(t.startswith("layer1.neuron0.") for t in shown)
+    assert "layer1.neuron1.w0" in shown
+    (box,) = [ts for ts in nodes.values() if ts and ts[0] == "layer1.neuron0"]
+    assert box[1] == "5 nodes"
+    assert box[2] == "out 0.5933"  # its single output
+    edges = edge_titles(root)
+    group_edges = [e for e in edges if "g0" in e]
+    assert len(group_edges) == len(set(group_edges))  # deduplicated
+    assert sum(e.startswith("g0->") for e in group_edges) == 2  # into both layer-2 neurons
+    assert sum(e.endswith("->g0") for e in group_edges) == 2  # from the two inputs
+    cluster_labels = sorted(texts(g)[0] for g in groups(root, "cluster"))
+    assert "layer1.neuron0" not in cluster_labels
+    assert "layer1" in cluster_labels
+
+
+def test_collapse_whole_layers(dot):  # noqa: ARG001
+    _, error = worked_example()
+    root = parse(viz.to_svg(error, collapse=["layer2", "layer1"]))
+    nodes = node_texts(root)
+    boxes = sorted(ts[0] for ts in nodes.values() if ts and ts[0].startswith("layer"))
+    assert boxes == ["layer1", "layer2"]
+    edges = edge_titles(root)
+    assert len(edges) == len(set(edges))
+    merged = sorted(t for g in groups(root, "edge") for t in texts(g))
+    assert merged == ["\u00d72", "\u00d74"]  # layer2 -> half_sse (2 uses), layer1 -> layer2 (4 uses)
+    assert not groups(root, "cluster")
+
+
+def test_collapse_checks_its_names():
+    _, error = worked_example()
+    with pytest.raises(ValueError, match="layer9"):
+        viz.draw_dot(error, collapse=["layer9"])
+    with pytest.raises(TypeError):
+        viz.draw_dot(error, collapse=[3])
+
+
+def test_subgraph_from_draws_only_paths_to_the_root(dot):  # noqa: ARG001
+    mlp, error = worked_example()
+    w5 = mlp.layers[1].neurons[0].w[0]
+    root = parse(viz.to_svg(error, subgraph_from=w5))
+    nodes = node_texts(root)
+    values = [ts[0] for name, ts in nodes.items() if not name.endswith("_op")]
+    assert sorted(values) == ["E", "layer2.neuron0.net", "layer2.neuron0.out", "layer2.neuron0.w0"]
+    assert len(nodes) == 7
+    assert len(edge_titles(root)) == 6
+    w1 = mlp.layers[0].neurons[0].w[0]
+    source = viz.to_dot(error, subgraph_from=w1)
+    for label in ("layer1.neuron0.out", "layer2.neuron0.out", "layer2.neuron1.out", "E"):
+        assert label in source
+    assert "layer1.neuron1" not in source
+    with pytest.raises(ValueError, match="not part"):
+        viz.draw_dot(error, subgraph_from=tg.Value(1.0, label="stranger"))
+
+
+def test_save_svg_png_pdf(dot, tmp_path):  # noqa: ARG001
+    y = tg.Value(2.0, label="a") * 3
+    parse(viz.save(y, tmp_path / "g.svg").read_text(encoding="utf-8"))
+    assert viz.save(y, tmp_path / "g.png").read_bytes().startswith(b"\x89PNG")
+    assert viz.save(y, tmp_path / "g.pdf").read_bytes().startswith(b"%PDF")
+    assert viz.to_png(y).startswith(b"\x89PNG")
+
+
+def test_show_displays_inline_svg(dot):  # noqa: ARG001
+    view = viz.show(tg.Value(2.0, label="a") * 3)
+    svg = view._repr_svg_()
+    assert svg.startswith("<svg")
+    parse(svg)
+    assert view._repr_html_().startswith("<div><svg")
+
+
+# --- hostile labels -----------------------------------------------------------------------------
+
+
+def hostile_graph(text: str):
+    """A graph with ``text`` as a leaf label, an operation name, a cluster name and an intermediate label."""
+    a = tg.Value(1.5, label=text)
+    b = tg.Value(2.0, label=f"mod.{text}")
+    y = a * a + b
+    y.inputs[0].op = text or "op"  # an operation name is user text too (custom_op)
+    y.label = text or "evil.x"
+    return y
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_labels_stay_text(dot, text):
+    y = hostile_graph(text)
+    for options in ({}, {"edge_labels": True}, {"collapse": ["mod"]}):
+        svg = run_dot(dot, viz.to_dot(y, **options))
+        root = parse(svg)
+        assert no_script(root)
+        assert len(groups(root, "node")) >= 4
+    root = parse(run_dot(dot, viz.to_dot(tg.Value(1.0, label=text), show_grad=False)))
+    (label_texts,) = node_texts(root).values()
+    assert same_text(label_texts[:-1]) == same_text(viz.displayed_text(text).split("\n"))
+    assert label_texts[-1] == "data 1"
+
+
+def test_script_label_comes_out_as_text(dot):  # noqa: ARG001
+    text = "</text><script>alert(1)</script>"
+    svg = viz.to_svg(tg.Value(1.0, label=text))
+    assert "<script" not in svg
+    root = parse(svg)
+    assert no_script(root)
+    assert text in [t for g in groups(root, "node") for t in texts(g)]
+
+
+def test_displayed_text():
+    assert viz.displayed_text("a\x07b\tc\nd") == "a\\x07b\\tc\nd"
+    assert viz.displayed_text("\ud800\uffff") == "\\ud800\\uffff"
+    assert viz.displayed_text("<&>\"'") == "<&>\"'"
+
+
+@settings(max_examples=60)
+@given(st.text() | st.text(alphabet='\\\n<>&"{}[]|;#x '))
+def test_any_label_round_trips_through_dot(dot, text):
+    source = viz.to_dot(tg.Value(1.0, label=text), show_grad=False)
+    root = parse(run_dot(dot, source))
+    assert no_script(root)
+    (label_texts,) = node_texts(root).values()
+    assert same_text(label_texts[:-1]) == same_text(viz.displayed_text(text).split("\n"))
+
+
+@settings(max_examples=25)
+@given(st.text(), st.text())
+def test_any_labels_in_clusters_and_edges_stay_well_formed(dot, first, second):
+    a = tg.Value(1.0, label=f"m.{first}")
+    b = tg.Value(2.0, label=f"m.n.{second}")
+    y = a * b * a
+    y.label = second
+    root = parse(run_dot(dot, viz.to_dot(y, edge_labels=True)))
+    assert no_script(root)
+    assert len(groups(root, "node")) == 6
+    assert len(edge_titles(root)) == 6
