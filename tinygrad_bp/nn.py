@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .value import Value, linear
+from .value import Value, as_value, linear
 
 __all__ = ["ACTIVATIONS", "MLP", "Layer", "Module", "Neuron"]
 
@@ -265,7 +265,8 @@ class Layer(Module):
 
     def __call__(self, x: Sequence[Value | float]) -> list[Value]:
         """Every neuron's output, as a list."""
-        return [n(x) for n in self.neurons]
+        shared = [xi if isinstance(xi, Value) else as_value(xi) for xi in x]  # one constant per input
+        return [n(shared) for n in self.neurons]
 
     def parameters(self) -> list[Value]:
         """Each neuron's parameters in turn."""
