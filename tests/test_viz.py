@@ -386,7 +386,8 @@ def test_collapse_whole_layers(dot):  # noqa: ARG001
     edges = edge_titles(root)
     assert len(edges) == len(set(edges))
     merged = sorted(t for g in groups(root, "edge") for t in texts(g))
-    assert merged == ["\u00d72", "\u00d74"]  # layer2 -> half_sse (2 uses), layer1 -> layer2 (4 uses)
+    # each input constant -> layer1 (2 uses each), layer2 -> half_sse (2 uses), layer1 -> layer2 (4 uses)
+    assert merged == ["\u00d72", "\u00d72", "\u00d72", "\u00d74"]
     assert not groups(root, "cluster")
 
 
