@@ -32,6 +32,7 @@ __all__ = ["backward", "grad", "gradients", "toposort"]
 
 # One backward pass at a time: passes keep their running sums on the nodes.
 _pass_lock = threading.RLock()
+_INF = float("inf")
 _pass_numbers = itertools.count(1)
 
 
@@ -116,6 +117,8 @@ def _run(root: Value, seed: Any) -> None:
             raise _not_differentiable(node, error) from None
         for child, d in zip(inputs, derivatives):
             if child.requires_grad:
+                if not -_INF < d < _INF:  # an infinite or undefined partial that is needed
+                    raise _not_differentiable(node, d)
                 previous = child._upstream
                 child._upstream = g * d if previous is None else previous + g * d  # sum over edges
                 left = child._pending - 1
@@ -135,6 +138,8 @@ def _run_Recording(root: Value, seed: Any) -> None:
         g = node._upstream
         for child, d in zip(node.inputs, _local_values(node)):
             if child.requires_grad:
+                if not -_INF < d < _INF:
+                    raise _not_differentiable(node, d)
                 contribution = _times(g, d)
                 previous = child._upstream
                 child._upstream = contribution if previous is None else previous + contribution
@@ -151,11 +156,10 @@ def _local_values(node: Value) -> tuple[Any, ...]:
         raise _not_differentiable(node, error) from None
 
 
-def _not_differentiable(node: Value, error: Exception) -> NonDifferentiableError:
+def _not_differentiable(node: Value, cause: object) -> NonDifferentiableError:
+    """The error for a local derivative that is infinite or undefined where it is needed."""
     shown = ", ".join(repr(x.data) for x in node.inputs)
-    return NonDifferentiableError(
-        f"{node.op}: the local derivative is not finite at inputs ({shown}): {error}"
-    )
+    return NonDifferentiableError(f"{node.op}: the local derivative is not finite at inputs ({shown}): {cause}")
 
 
 def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> dict[Value, Any]:

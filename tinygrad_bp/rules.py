@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import DomainError
 
-__all__ = ["RULES", "Rule", "register"]
+__all__ = ["BUILTIN", "RULES", "Rule", "register"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,33 @@ def _pow(x: float, y: float) -> float:
             f"**: the negative base {x!r} raised to the non-integer power {y!r} is not a real number"
         )
     return x**y
+
+
+def _number(x: Any) -> float:
+    """The float of a float or of a Value (whose == is identity, so compare numbers)."""
+    return x if isinstance(x, float) else x.data
+
+
+def _pow_local(out: Any, a: Any, b: Any) -> tuple[Any, Any]:
+    """d(a**b)/da = b a^(b-1) and d(a**b)/db = a^b log(a), with their limits at a = 0.
+
+    At a = 0: d/da is 0 for b = 0 or b > 1, 1 for b = 1, and +inf for 0 < b < 1;
+    d/db is 0 (the limit from the right). For a < 0, d/db does not exist (nan).
+    The engine raises NonDifferentiableError if an infinite or undefined partial
+    is needed, that is, if that input requires grad.
+    """
+    base, exponent = _number(a), _number(b)
+    if base != 0.0 or exponent >= 1.0:
+        d_base = b * a ** (b - 1.0)  # kept as an expression: its own derivative may not vanish
+    elif exponent == 0.0:
+        d_base = 0.0  # a^0 = 1 everywhere
+    else:
+        d_base = math.inf
+    if base > 0.0:
+        d_exponent = out * _log(a)
+    else:
+        d_exponent = 0.0 if base == 0.0 else math.nan
+    return d_base, d_exponent
 
 
 def _log_forward(x: float) -> float:
@@ -190,14 +217,8 @@ for _rule in (
     Rule("*", 2, operator.mul, lambda out, a, b: (b, a), "d(a*b)/da = b, d(a*b)/db = a"),
     # a / b: d/da = 1/b, d/db = -a/b^2 = -out/b
     Rule("/", 2, operator.truediv, lambda out, a, b: (1.0 / b, -out / b), "d(a/b)/da = 1/b, d/db = -a/b^2"),
-    # a ** b: d/da = b a^(b-1), d/db = a^b log(a) (0 where a = 0: the limit from the right)
-    Rule(
-        "**",
-        2,
-        _pow,
-        lambda out, a, b: (b * a ** (b - 1.0), out * _log(a) if a > 0.0 else 0.0),
-        "d(a**b)/da = b*a**(b-1), d(a**b)/db = a**b*log(a)",
-    ),
+    # a ** b: d/da = b a^(b-1), d/db = a^b log(a); see _pow_local for a = 0 and a < 0
+    Rule("**", 2, _pow, _pow_local, "d(a**b)/da = b*a**(b-1), d(a**b)/db = a**b*log(a)"),
     # -a: d/da = -1
     Rule("neg", 1, operator.neg, lambda out, a: (-1.0,), "d(-a)/da = -1"),
     # |a|: d/da = sign(a), 0 at a = 0 (a subgradient)
@@ -235,3 +256,6 @@ for _rule in (
 ):
     register(_rule)
 del _rule
+
+BUILTIN: frozenset[str] = frozenset(RULES)
+"""The names of the built-in operations (custom operations are added to RULES later)."""
