@@ -127,7 +127,7 @@ def _run(root: Value, seed: Any) -> None:
                     ready.append(child)
 
 
-def _run_Recording(root: Value, seed: Any) -> None:
+def _run_recording(root: Value, seed: Any) -> None:
     """As :func:`_run`, with local derivatives and products recorded as Values (create_graph)."""
     root._upstream = seed
     ready = [root]
@@ -159,7 +159,8 @@ def _local_values(node: Value) -> tuple[Any, ...]:
 def _not_differentiable(node: Value, cause: object) -> NonDifferentiableError:
     """The error for a local derivative that is infinite or undefined where it is needed."""
     shown = ", ".join(repr(x.data) for x in node.inputs)
-    return NonDifferentiableError(f"{node.op}: the local derivative is not finite at inputs ({shown}): {cause}")
+    message = f"{node.op}: the local derivative is not finite at inputs ({shown}): {cause}"
+    return NonDifferentiableError(message)
 
 
 def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> dict[Value, Any]:
@@ -174,7 +175,7 @@ def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> di
         try:
             if create_graph:
                 with _Recording():
-                    _run_Recording(root, seed)
+                    _run_recording(root, seed)
             else:
                 with _NoRecording():
                     _run(root, seed)

@@ -110,8 +110,10 @@ def _pow_local(out: Any, a: Any, b: Any) -> tuple[Any, Any]:
         d_base = math.inf
     if base > 0.0:
         d_exponent = out * _log(a)
+    elif base == 0.0:
+        d_exponent = 0.0  # the limit from the right
     else:
-        d_exponent = 0.0 if base == 0.0 else math.nan
+        d_exponent = math.nan
     return d_base, d_exponent
 
 
