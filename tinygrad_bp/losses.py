@@ -7,6 +7,7 @@ the articles do.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import Union
 
@@ -28,9 +29,9 @@ Scalars = Union[Scalar, Sequence[Scalar]]
 
 
 def _pairs(name: str, pred: Scalars, target: Scalars) -> tuple[list[Scalar], list[Scalar]]:
-    """``pred`` and ``target`` as two lists of equal, non-zero length."""
-    p = list(pred) if isinstance(pred, (list, tuple)) else [pred]
-    t = list(target) if isinstance(target, (list, tuple)) else [target]
+    """``pred`` and ``target`` as two lists of equal, non-zero length (one number or Value: one element)."""
+    p = [pred] if isinstance(pred, (Value, numbers.Real)) else list(pred)
+    t = [target] if isinstance(target, (Value, numbers.Real)) else list(target)
     if len(p) != len(t):
         msg = f"{name}: pred has {len(p)} elements but target has {len(t)}"
         raise ValueError(msg)
@@ -92,9 +93,17 @@ def binary_cross_entropy(prob: Scalars, target: Scalars, reduction: str = "mean"
 
 
 def binary_cross_entropy_with_logits(logit: Scalars, target: Scalars, reduction: str = "mean") -> Value:
-    """softplus(z) - t z = -(t log s(z) + (1 - t) log(1 - s(z))), stable for any z; d/dz = s(z) - t."""
+    """-(t log s(z) + (1 - t) log(1 - s(z))) = t softplus(-z) + (1 - t) softplus(z); d/dz = s(z) - t.
+
+    Written as two softplus terms (-log s(z) = softplus(-z), -log(1 - s(z)) =
+    softplus(z)): no term overflows for any z, and none cancels another, so a
+    tiny loss such as softplus(-40) = 4.2e-18 keeps its digits for t = 0 and 1.
+    """
     z, t = _pairs("binary_cross_entropy_with_logits", logit, target)
-    terms = [as_value(zi).softplus() - ti * zi for zi, ti in zip(z, t)]
+    terms = []
+    for zi, ti in zip(z, t):
+        zv = as_value(zi)
+        terms.append(ti * (-zv).softplus() + (1 - ti) * zv.softplus())
     return _reduce("binary_cross_entropy_with_logits", terms, reduction)
 
 
@@ -116,10 +125,10 @@ def cross_entropy(logits: Sequence[Scalar], target_index: int) -> Value:
     return lse - z[target_index]
 
 
-def hinge_loss(scores: Sequence[Scalar], labels: Sequence[float], reduction: str = "mean") -> Value:
+def hinge_loss(scores: Scalars, labels: Scalars, reduction: str = "mean") -> Value:
     """mean_i relu(1 - y_i s_i) for labels y_i in {-1, +1} (micrograd's demo loss)."""
-    s, y = _pairs("hinge_loss", list(scores), list(labels))
-    terms = [(1 - yi * si).relu() for si, yi in zip(s, y)]
+    s, y = _pairs("hinge_loss", scores, labels)
+    terms = [(1 - yi * as_value(si)).relu() for si, yi in zip(s, y)]
     return _reduce("hinge_loss", terms, reduction)
 
 

@@ -106,9 +106,12 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(params, lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            msg = f"Adam: betas must be a pair (beta1, beta2), got {betas!r}"
+            raise ValueError(msg)
         b1, b2 = betas
         for what, b in (("betas[0]", b1), ("betas[1]", b2)):
-            if not 0.0 <= b < 1.0:
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0.0 <= b < 1.0:
                 msg = f"Adam: {what} must be in [0, 1), got {b!r}"
                 raise ValueError(msg)
         self.betas = (float(b1), float(b2))

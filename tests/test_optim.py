@@ -1,0 +1,196 @@
+"""tinygrad_bp.optim: SGD and Adam follow torch.optim's float64 trajectories step by step."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tinygrad_bp import MLP, SGD, Adam, Value
+from tinygrad_bp.losses import mse_loss
+
+REL = 1e-12
+
+
+def assert_close_lists(ours, theirs, rel=REL, where=""):
+    assert len(ours) == len(theirs)
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert math.isclose(a, b, rel_tol=rel, abs_tol=1e-14), f"{where} parameter {i}: {a!r} vs {b!r}"
+
+
+def himmelblau(x, y):
+    return (x * x + y - 11) ** 2 + (x + y * y - 7) ** 2
+
+
+SGD_CONFIGS = [
+    {"lr": 1e-3},
+    {"lr": 1e-3, "momentum": 0.9},
+    {"lr": 1e-3, "momentum": 0.9, "weight_decay": 0.1},
+    {"lr": 1e-3, "momentum": 0.9, "nesterov": True},
+    {"lr": 5e-4, "momentum": 0.5, "dampening": 0.3},
+    {"lr": 1e-3, "weight_decay": 0.01},
+]
+ADAM_CONFIGS = [
+    {"lr": 1e-2},
+    {"lr": 1e-2, "weight_decay": 0.1},
+    {"lr": 5e-2, "betas": (0.8, 0.99), "eps": 1e-6},
+    {"lr": 1e-3, "betas": (0.0, 0.5)},
+]
+
+
+def run_himmelblau(torch, ours_cls, theirs_cls, config, start, steps, lr_at=None):
+    x, y = Value(start[0]), Value(start[1])
+    ours = ours_cls([x, y], **config)
+    t = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    theirs = theirs_cls([t], **config)
+    for k in range(steps):
+        if lr_at is not None:
+            ours.lr = lr_at(k)
+            for group in theirs.param_groups:
+                group["lr"] = lr_at(k)
+        ours.zero_grad()
+        himmelblau(x, y).backward()
+        ours.step()
+        theirs.zero_grad()
+        himmelblau(t[0], t[1]).backward()
+        theirs.step()
+        assert_close_lists([x.data, y.data], t.tolist(), where=f"step {k}:")
+    return x.data, y.data
+
+
+@pytest.mark.parametrize("config", SGD_CONFIGS, ids=str)
+@pytest.mark.parametrize("start", [(0.0, 0.0), (-4.0, 0.5)])
+def test_sgd_follows_torch_on_himmelblau(torch, config, start):
+    end = run_himmelblau(torch, SGD, torch.optim.SGD, config, start, 300)
+    assert end != start
+
+
+@pytest.mark.parametrize("config", ADAM_CONFIGS, ids=str)
+@pytest.mark.parametrize("start", [(0.0, 0.0), (-2.0, 2.0)])
+def test_adam_follows_torch_on_himmelblau(torch, config, start):
+    end = run_himmelblau(torch, Adam, torch.optim.Adam, config, start, 300)
+    assert end != start
+
+
+def test_a_learning_rate_changed_between_steps_is_honoured(torch):
+    schedule = lambda k: 1e-3 * (1 - k / 200) + 1e-5
+    run_himmelblau(torch, SGD, torch.optim.SGD, {"lr": 1.0, "momentum": 0.9}, (0.0, 0.0), 200, schedule)
+    run_himmelblau(torch, Adam, torch.optim.Adam, {"lr": 1.0}, (0.0, 0.0), 200, lambda k: 0.05 / (1 + k))
+
+
+def test_changing_lr_changes_the_step():
+    x = Value(1.0)
+    opt = SGD([x], lr=0.1)
+    x.grad = 2.0
+    opt.step()
+    assert x.data == 1.0 - 0.1 * 2.0
+    opt.lr = 0.5
+    opt.step()
+    assert x.data == (1.0 - 0.1 * 2.0) - 0.5 * 2.0
+
+
+def torch_copy(torch, mlp):
+    layers = []
+    for layer in mlp.layers:
+        lin = torch.nn.Linear(len(layer.neurons[0].w), len(layer.neurons), dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor([[w.data for w in n.w] for n in layer.neurons]))
+            lin.bias.copy_(torch.tensor([n.b.data for n in layer.neurons]))
+        layers.append(lin)
+        if layer.activation == "tanh":
+            layers.append(torch.nn.Tanh())
+    return torch.nn.Sequential(*layers)
+
+
+def torch_params(torch, net):
+    out = []
+    for module in net:
+        if isinstance(module, torch.nn.Linear):
+            for w_row, b in zip(module.weight.tolist(), module.bias.tolist()):
+                out += [*w_row, b]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("ours_cls", "config"),
+    [
+        (SGD, {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3}),
+        (SGD, {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
+        (Adam, {"lr": 0.01, "weight_decay": 1e-2}),
+        (Adam, {"lr": 0.02}),
+    ],
+)
+def test_tiny_mlp_follows_torch(torch, ours_cls, config):
+    mlp = MLP(2, [4, 1], activation="tanh", seed=3)
+    net = torch_copy(torch, mlp)
+    X = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, -0.3]]
+    Y = [0.0, 1.0, 1.0, 0.0, 0.25]
+    ours = ours_cls(mlp.parameters(), **config)
+    theirs = (torch.optim.SGD if ours_cls is SGD else torch.optim.Adam)(net.parameters(), **config)
+    xt, yt = torch.tensor(X), torch.tensor(Y)
+    assert_close_lists([p.data for p in mlp.parameters()], torch_params(torch, net))
+    first = last = None
+    for k in range(60):
+        ours.zero_grad()
+        loss = mse_loss([mlp(x) for x in X], Y)
+        loss.backward()
+        ours.step()
+        theirs.zero_grad()
+        tloss = torch.nn.functional.mse_loss(net(xt).squeeze(1), yt)
+        tloss.backward()
+        theirs.step()
+        assert math.isclose(loss.data, tloss.item(), rel_tol=REL)
+        assert_close_lists([p.data for p in mlp.parameters()], torch_params(torch, net), where=f"step {k}:")
+        first = loss.data if first is None else first
+        last = loss.data
+    assert last < first  # it did train
+
+
+def test_zero_grad_and_state():
+    x = Value(1.0)
+    x.grad = 3.0
+    opt = Adam([x])
+    opt.zero_grad()
+    assert x.grad == 0.0
+    opt.step()  # a zero gradient moves nothing
+    assert x.data == 1.0
+    assert opt.t == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda ps: SGD(ps, lr=-0.1), "SGD: lr must be a finite number >= 0, got -0.1"),
+        (lambda ps: SGD(ps, lr="0.1"), "SGD: lr must be"),
+        (lambda ps: SGD(ps, lr=math.nan), "SGD: lr must be"),
+        (lambda ps: SGD(ps, lr=0.1, momentum=-0.9), "SGD: momentum must be"),
+        (lambda ps: SGD(ps, lr=0.1, weight_decay=-1.0), "SGD: weight_decay must be"),
+        (lambda ps: SGD(ps, lr=0.1, nesterov=True), "SGD: nesterov momentum needs momentum > 0"),
+        (lambda ps: SGD(ps, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "nesterov"),
+        (lambda ps: Adam(ps, lr=-1e-3), "Adam: lr must be"),
+        (lambda ps: Adam(ps, betas=(1.0, 0.999)), r"Adam: betas\[0\] must be in \[0, 1\), got 1.0"),
+        (lambda ps: Adam(ps, betas=(0.9, -0.1)), r"Adam: betas\[1\] must be in \[0, 1\)"),
+        (lambda ps: Adam(ps, betas=(0.9,)), r"Adam: betas must be a pair \(beta1, beta2\), got \(0.9,\)"),
+        (lambda ps: Adam(ps, betas=0.9), "Adam: betas must be a pair"),
+        (lambda ps: Adam(ps, betas=("0.9", 0.999)), r"Adam: betas\[0\] must be in \[0, 1\), got '0.9'"),
+        (lambda ps: Adam(ps, betas=(0.9, math.nan)), r"Adam: betas\[1\] must be in"),
+        (lambda ps: Adam(ps, eps=-1e-8), "Adam: eps must be"),
+        (lambda ps: Adam(ps, weight_decay=math.inf), "Adam: weight_decay must be"),
+        (lambda ps: SGD([], lr=0.1), "SGD: got an empty parameter list"),
+        (lambda ps: Adam([], lr=0.1), "Adam: got an empty parameter list"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(make, message):
+    with pytest.raises(ValueError, match=message):
+        make([Value(1.0)])
+
+
+def test_non_values_are_a_type_error():
+    with pytest.raises(TypeError, match=r"params\[1\] is a float, not a Value"):
+        SGD([Value(1.0), 2.0], lr=0.1)
+
+
+def test_params_may_be_a_generator():
+    mlp = MLP(2, [2, 1], seed=0)
+    opt = SGD((p for p in mlp.parameters()), lr=0.1)
+    assert opt.params == mlp.parameters()
