@@ -3,22 +3,25 @@
 # hence ValueError.
 """Training loops: seeded mini-batches, :func:`fit`, and the articles' ``Network.SGD`` recipe.
 
-Everything runs through the scalar engine: each sample's forward pass builds
-a graph of Values and its backward pass adds that sample's share of the
-gradient into the parameters' ``.grad``. One batch is therefore
+With the scalar engine each sample's forward pass builds a graph of Values
+and its backward pass adds that sample's share of the gradient into the
+parameters' ``.grad``; the tape engine (:mod:`tinygrad_bp.tape`) records one
+sample's graph once and replays it over the whole batch with numpy, giving
+the same numbers. One batch is therefore
 
     L_batch = (1/B) sum_{i in batch} loss(model(x_i), y_i)  [+ penalty(parameters)]
 
     dL_batch/dp = (1/B) sum_i dloss_i/dp  [+ dpenalty/dp]
 
 followed by one optimizer step. The function that computes L_batch and fills
-the gradients is looked up by name (``engine="scalar"``), so a faster engine
-can be plugged in without touching the loop.
+the gradients is looked up by name in :data:`ENGINES` (``"scalar"``,
+``"tape"``, ``"auto"``).
 """
 
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar, Union, overload
 
@@ -41,6 +44,7 @@ __all__ = [
     "micrograd_init",
     "network_sgd",
     "scalar_batch",
+    "tape_batch",
 ]
 
 T = TypeVar("T")
@@ -309,7 +313,102 @@ def scalar_batch(
     return BatchResult(batch_loss, correct)
 
 
-ENGINES: dict[str, BatchFn] = {"scalar": scalar_batch}
+def _array_predictions(predict: Callable[[Output], Any], outputs: Any) -> list[Any]:
+    """``predict`` applied to each row of a (batch, outputs) array, vectorised for the built-in rules."""
+    single = outputs.shape[1] == 1
+    column = outputs[:, 0]
+    if predict is _sign and single:
+        return [1 if o > 0 else -1 for o in column.tolist()]
+    if predict is _logit and single:
+        return [1 if o >= 0 else 0 for o in column.tolist()]
+    if predict is _threshold and single:
+        return [1 if o >= 0.5 else 0 for o in column.tolist()]
+    if predict in (_threshold, _argmax_of) and not single:
+        return outputs.argmax(axis=1).tolist()
+    with no_grad():  # a user's rule: hand it Values, as the scalar engine would
+        rows = [[Value(o) for o in row] for row in outputs.tolist()]
+        return [predict(row[0] if single else row) for row in rows]
+
+
+_LOSS_NAMES: dict[Callable[..., Value], str] = {obj.loss: name for name, obj in OBJECTIVES.items()}
+_tape_objectives: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def _tape_objective(model: Any, objective: Objective, penalty: Callable[[], Value] | None) -> Any:
+    """The cached :class:`~tinygrad_bp.tape.BatchObjective` for this model, loss and penalty."""
+    from .tape import BatchObjective
+
+    cache = _tape_objectives.setdefault(model, {})
+    key = (objective.loss, penalty)
+    if key not in cache:
+        if len(cache) >= 4:
+            cache.pop(next(iter(cache)))
+        # A built-in loss replays through the tape's own version of it (operations only).
+        loss = _LOSS_NAMES.get(objective.loss, objective.loss)
+        cache[key] = BatchObjective(model, loss, penalty=penalty)
+    return cache[key]
+
+
+def tape_batch(
+    model: Callable[[Sequence[float]], Output],
+    X: Sequence[Sequence[float]],
+    y: Sequence[Any],
+    objective: Objective,
+    penalty: Callable[[], Value] | None = None,
+) -> BatchResult:
+    """As :func:`scalar_batch`, by replaying a recorded tape over the whole batch with numpy.
+
+    The graph of one sample is traced once (per model, loss and penalty) and
+    replayed on every batch; the tape re-traces the batch's first sample to
+    check that the structure has not changed (see :mod:`tinygrad_bp.tape`).
+    """
+    result = _tape_objective(model, objective, penalty)(X, y)
+    correct = 0
+    if objective.predict is not None:
+        predictions = _array_predictions(objective.predict, result.outputs)
+        correct = sum(p == _label(t) for p, t in zip(predictions, y))
+    return BatchResult(float(result.loss), correct)
+
+
+def _auto_batch(
+    model: Callable[[Sequence[float]], Output],
+    X: Sequence[Sequence[float]],
+    y: Sequence[Any],
+    objective: Objective,
+    penalty: Callable[[], Value] | None = None,
+) -> BatchResult:
+    """The tape when numpy is installed and the tape can record this model and loss, else the scalar engine.
+
+    A tape that cannot be recorded (e.g. a loss that reads values to decide
+    the graph's shape, or one that needs plain numbers as targets) is noticed
+    on the first batch, before any gradient is written, and that model then
+    trains with the scalar engine.
+    """
+    if model in _scalar_only_models or not _numpy_available():
+        return scalar_batch(model, X, y, objective, penalty)
+    from .errors import TapeMismatchError
+
+    try:
+        _tape_objective(model, objective, penalty).tape(X, y)
+    except (TapeMismatchError, TypeError, ValueError):
+        # The tape cannot record this model and loss (the loss reads values, or wants plain
+        # numbers as targets); the scalar engine reports any real error itself.
+        _scalar_only_models[model] = True
+        return scalar_batch(model, X, y, objective, penalty)
+    return tape_batch(model, X, y, objective, penalty)
+
+
+_scalar_only_models: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _numpy_available() -> bool:
+    """True when numpy (needed by the tape) can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("numpy") is not None
+
+
+ENGINES: dict[str, BatchFn] = {"scalar": scalar_batch, "tape": tape_batch, "auto": _auto_batch}
 
 
 def _evaluate(
@@ -479,7 +578,7 @@ def fit(
     y_test: Sequence[Any] | None = None,
     metrics: Sequence[str | Callable[[Any, Any, Any], float]] = ("accuracy",),
     predict: Callable[[Output], Any] | None = None,
-    engine: str = "scalar",
+    engine: str = "auto",
     callback: Callable[[int, History], None] | None = None,
 ) -> History:
     """Train ``model`` on (X, y) with mini-batches; return the history of every epoch.
@@ -520,7 +619,11 @@ def fit(
         predict: the decision rule ``predict(output) -> class`` for accuracy
             (default: the loss's rule, see :func:`accuracy`).
         engine: how a batch's loss and gradients are computed, a key of
-            :data:`ENGINES`: ``"scalar"`` (one Value graph per sample).
+            :data:`ENGINES`: ``"scalar"`` (one Value graph per sample),
+            ``"tape"`` (one recorded graph replayed over the whole batch with
+            numpy: the same numbers, much faster) or ``"auto"`` (the tape
+            when numpy is installed and the model and loss can be recorded,
+            else the scalar engine).
         callback: ``callback(epoch, history)`` after every epoch.
 
     Returns:
