@@ -394,7 +394,7 @@ class MicrogradEngine(Engine):
         from micrograd.engine import Value
         from micrograd.nn import MLP
 
-        X, y = make_moons(n_points)  # noqa: N806 - the notebook's names
+        X, y = make_moons(n_points)
         random.seed(INIT_SEED)
         model = MLP(2, [16, 16, 1])
 
