@@ -176,5 +176,5 @@ def test_interop_does_not_import_torch_at_import_time():
     code = (
         "import sys, tinygrad_bp.interop, tinygrad_bp.train, tinygrad_bp.data; print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

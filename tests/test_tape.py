@@ -809,7 +809,7 @@ def test_other_threads_comparisons_are_not_recorded():
 
 @pytest.mark.slow
 def test_benchmark_quick_run_prints_the_targets():
-    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+    done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_tape.py"), "--quick"],
         capture_output=True,
         text=True,

@@ -66,7 +66,7 @@ def rebuild_from_description(expr, leaves):
 
 def test_import_tinygrad_bp_does_not_import_hypothesis():
     code = "import sys, tinygrad_bp; print('hypothesis' in sys.modules)"
-    result = subprocess.run(  # noqa: S603 - our own interpreter, a fixed command
+    result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"

@@ -88,7 +88,7 @@ def same_text(lines: list[str]) -> list[str]:
 
 
 def run_dot(dot: str, source: str) -> str:
-    result = subprocess.run(  # noqa: S603 - the dot fixture's path
+    result = subprocess.run(
         [dot, "-Tsvg"], input=source.encode("utf-8"), capture_output=True, check=False
     )
     assert result.returncode == 0, result.stderr
