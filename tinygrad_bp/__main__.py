@@ -1,42 +1,234 @@
-"""The command line: ``python -m tinygrad_bp demo``."""
+"""The command line: ``tinygrad-bp demo`` and ``tinygrad-bp train`` (also ``python -m tinygrad_bp``)."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
-from . import Value, __version__
+from . import __version__
+
+EXTRA_HINT = "pip install 'tinygrad_bp[{extra}]'"
 
 
-def _demo() -> int:
-    """A first look: build a small expression, run backward, print every gradient."""
-    a = Value(2.0, label="a")
-    b = Value(-3.0, label="b")
-    c = Value(10.0, label="c")
-    e = a * b
-    e.label = "e"
-    d = e + c
-    d.label = "d"
-    f = Value(-2.0, label="f")
-    loss = d * f
-    loss.label = "L"
-    loss.backward()
-    print(f"tinygrad_bp {__version__}: L = (a*b + c) * f = {loss.data}")
-    for v in (a, b, c, f, e, d):
-        print(f"  dL/d{v.label} = {v.grad}")
+class MissingExtraError(Exception):
+    """An optional dependency of a command is not installed; the message names the extra."""
+
+
+def _require(module: str, extra: str) -> Any:
+    """Import ``module`` or raise MissingExtraError naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        msg = f"this command needs {module}, which is not installed: {EXTRA_HINT.format(extra=extra)}"
+        raise MissingExtraError(msg) from None
+
+
+def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:
+    """A tqdm progress bar when tqdm is installed and wanted, else the iterable itself."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, unit="step", leave=True)
+
+
+def _heading(text: str) -> None:
+    print()
+    print(text)
+    print("-" * len(text))
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+# --- demo -----------------------------------------------------------------------------
+
+
+def _forward_rows(example: Any) -> list[tuple[str, str]]:
+    """The forward table of the worked example, read off the engine's graph."""
+    from .worked_example import FORWARD
+
+    outs, error = example.forward()
+    hidden = example.model.layers[0].neurons
+    h1 = hidden[0](example.inputs)
+    computed = {
+        "net_h1": h1.inputs[0].data,
+        "out_h1": h1.data,
+        "out_h2": hidden[1](example.inputs).data,
+        "net_o1": outs[0].inputs[0].data,
+        "out_o1": outs[0].data,
+        "out_o2": outs[1].data,
+        "E_o1": 0.5 * (example.targets[0] - outs[0].data) ** 2,
+        "E_o2": 0.5 * (example.targets[1] - outs[1].data) ** 2,
+        "E_total": error.data,
+    }
+    return [(name, f"{computed[name]:.15f}") for name in FORWARD]
+
+
+def _write_graph(root: Any, out_dir: Path) -> None:
+    """Write the graph as SVG, or as DOT with a note when Graphviz's dot is missing."""
+    from . import viz
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if shutil.which("dot"):
+        path = viz.save(root, out_dir / "worked_example.svg", edge_labels=True)
+        print(f"The graph, with each edge's local derivative: {path.resolve()}")
+    else:
+        path = viz.save(root, out_dir / "worked_example.dot", edge_labels=True)
+        print(f"The graph as DOT source: {path.resolve()}")
+        print(f"  (for SVG, install Graphviz: {viz.INSTALL_GRAPHVIZ}; then: dot -Tsvg {path} -o graph.svg)")
+
+
+def demo(out_dir: Path, steps: int, progress: bool) -> int:
+    """Run the articles' 2-2-2 worked example end to end."""
+    from .explain import explain
+    from .worked_example import build, figures_table
+
+    print(f"tinygrad_bp {__version__}: the 2-2-2 worked example of backpropagation")
+    print("inputs 0.05, 0.10; targets 0.01, 0.99; sigmoid units; E = 1/2 sum (target - out)^2")
+    example = build()
+
+    _heading("Forward pass")
+    _table(_forward_rows(example), ("quantity", "value"))
+
+    _, error = example.forward()
+    error.backward()
+    w5, w1 = example.weights[4], example.weights[0]
+    print()
+    print(f"(In the graph, the article's w5 is {w5.label} and w1 is {w1.label}.)")
+    _heading("Backward pass: dE/dw5 as a product of local derivatives")
+    print(explain(error, w5))
+    _heading("Backward pass: dE/dw1 through both outputs")
+    print(explain(error, w1))
+
+    _heading("All eight gradients, and the weights after one step (lr 0.5)")
+    rows = [
+        (f"w{i + 1}", f"{w.data:.2f}", f"{w.grad:.15f}", f"{w.data - example.lr * w.grad:.15f}")
+        for i, w in enumerate(example.weights)
+    ]
+    _table(rows, ("weight", "old", "dE/dw", "new"))
+    _write_graph(error, out_dir)
+
+    _heading(f"Training: {steps:,} steps of gradient descent")
+    optimizer = example.optimizer()
+    start = time.perf_counter()
+    history = []
+    for _ in _progress(range(steps), steps, "training", progress):
+        optimizer.zero_grad()
+        _, error = example.forward()
+        error.backward()
+        optimizer.step()
+        history.append(error.data)
+    elapsed = time.perf_counter() - start
+    outs, error = example.forward()
+    print(f"E_total after 1 step: {history[1] if len(history) > 1 else error.data:.15f}")
+    print(
+        f"E_total after {steps:,} steps: {error.data:.10g}  "
+        f"(out_o1 {outs[0].data:.9f}, out_o2 {outs[1].data:.9f})"
+    )
+    print(f"{steps:,} steps took {elapsed:.2f} s")
+
+    _heading("The exact figures beside the article's")
+    print(figures_table())
     return 0
+
+
+# --- train ----------------------------------------------------------------------------
+
+
+def _sizes(text: str) -> list[int]:
+    """'16,16' -> [16, 16]; argparse turns a ValueError into a usage message."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        msg = f"expected comma-separated layer sizes such as 16,16, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if any(s < 1 for s in sizes):
+        msg = f"layer sizes must be positive, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return sizes
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            msg = f"expected a {kind.__name__}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value <= 0:
+            msg = f"expected a positive {kind.__name__}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train an MLP on moons or digits and write a loss-curve PNG."""
+    from .cli_train import run_training
+
+    return run_training(args)
+
+
+# --- the parser -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``tinygrad-bp``."""
+    parser = argparse.ArgumentParser(
+        prog="tinygrad-bp",
+        description="tinygrad_bp: see backpropagation work, from a worked example to training.",
+    )
+    parser.add_argument("--version", action="version", version=f"tinygrad_bp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train}")
+
+    d = sub.add_parser("demo", help="run the articles' 2-2-2 worked example end to end")
+    d.add_argument("--out", type=Path, default=Path("tinygrad_bp_demo"), help="folder for the graph")
+    d.add_argument("--steps", type=_positive(int), default=10_000, help="training steps (default 10000)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    t = sub.add_parser("train", help="train an MLP on two moons or handwritten digits")
+    t.add_argument("--data", choices=("moons", "digits"), default="moons")
+    t.add_argument("--hidden", type=_sizes, default=None, help="hidden layer sizes, e.g. 16,16")
+    t.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu")
+    t.add_argument("--optimizer", choices=("sgd", "adam"), default=None)
+    t.add_argument("--lr", type=_positive(float), default=None, help="learning rate")
+    t.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    t.add_argument("--epochs", type=_positive(int), default=None)
+    t.add_argument("--batch-size", type=_positive(int), default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--engine", choices=("auto", "tape", "scalar"), default="auto")
+    t.add_argument("--out", type=Path, default=Path("tinygrad_bp_train"), help="folder for the loss curve")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tinygrad-bp`` and ``python -m tinygrad_bp``."""
-    parser = argparse.ArgumentParser(prog="tinygrad-bp", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run the worked example end to end")
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return _demo()
-    return 2  # pragma: no cover - argparse rejects other commands
+    try:
+        if args.command == "demo":
+            return demo(args.out, args.steps, progress=not args.no_progress)
+        return train(args)
+    except MissingExtraError as error:
+        print(f"tinygrad-bp: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

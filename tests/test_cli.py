@@ -1,0 +1,103 @@
+"""The command line: the demo (the main job) and train."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tinygrad_bp.__main__ import main
+
+
+def run(*args: str, cwd: pathlib.Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tinygrad_bp", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+
+
+def test_demo_shows_the_worked_example_and_writes_an_svg(tmp_path, dot):  # noqa: ARG001
+    out = run("demo", "--no-progress", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for figure in (
+        "0.593269992107187",  # out_h1
+        "0.298371108760003",  # E_total
+        "0.741365069552316 x 0.186815601808959 x 0.593269992107187",  # dE/dw5
+        "0.000438567734474",  # dE/dw1
+        "0.358916479717885",  # w5 after one step
+        "0.291027773693599",  # E after one step
+        "3.510187783e-05",  # E after 10,000 steps
+        "0.291027924",  # the article's figure beside it
+    ):
+        assert figure in text, figure
+    svg = tmp_path / "tinygrad_bp_demo" / "worked_example.svg"
+    assert str(svg.resolve()) in text
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+
+
+def test_demo_without_dot_writes_dot_source_and_says_how_to_get_svg(tmp_path):
+    env = dict(os.environ, PATH=str(pathlib.Path(sys.executable).parent))
+    out = run("demo", "--no-progress", "--steps", "10", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    source = tmp_path / "tinygrad_bp_demo" / "worked_example.dot"
+    assert source.read_text().startswith("digraph")
+    assert "install Graphviz" in out.stdout
+
+
+def test_train_moons_writes_a_loss_curve(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run("train", "--epochs", "5", "--no-progress", "--out", "curves", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    png = tmp_path / "curves" / "moons_loss.png"
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert "accuracy" in out.stdout
+
+
+def test_train_options_reach_the_run(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run(
+        "train", "--hidden", "4", "--optimizer", "adam", "--lr", "0.01", "--epochs", "2",
+        "--batch-size", "25", "--activation", "tanh", "--engine", "scalar", "--no-progress",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "MLP(2, [4, 1]) (tanh)" in out.stdout
+    assert "adam, lr 0.01" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--hidden", "a,b"],
+        ["train", "--epochs", "0"],
+        ["train", "--lr", "-1"],
+        ["train", "--data", "cifar"],
+        ["train", "--optimizer", "rmsprop"],
+        ["demo", "--steps", "x"],
+        [],
+    ],
+)
+def test_bad_arguments_give_usage_and_status_2(args, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_missing_optional_dependency_names_the_extra(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    code = main(["train", "--data", "digits", "--out", str(tmp_path)])
+    assert code == 1
+    assert "tinygrad_bp[digits]" in capsys.readouterr().err
