@@ -26,13 +26,14 @@ from typing import Any
 
 from .errors import NonDifferentiableError
 from .rules import RULES
-from .value import Value, _grad_mode, _operand, constant
+from .value import Value, _operand, _set_grad_enabled, constant
 
 __all__ = ["backward", "grad", "gradients", "toposort"]
 
 # One backward pass at a time: passes keep their running sums on the nodes.
 _pass_lock = threading.RLock()
 _INF = float("inf")
+_NEG_INF = -_INF
 _pass_numbers = itertools.count(1)
 
 
@@ -89,6 +90,12 @@ def _mark(root: Value) -> list[Value]:
     return marked
 
 
+def _forget(marked: list[Value]) -> None:
+    """Empty the ``_upstream`` slots of a pass: they hold nothing between passes."""
+    for node in marked:
+        node._upstream = None
+
+
 def _run(root: Value, seed: Any) -> None:
     """Fill ``_upstream`` of every marked node with d root/d node * seed, as floats.
 
@@ -117,13 +124,16 @@ def _run(root: Value, seed: Any) -> None:
             raise _not_differentiable(node, error) from None
         for child, d in zip(inputs, derivatives):
             if child.requires_grad:
-                if not -_INF < d < _INF:  # an infinite or undefined partial that is needed
+                if not _NEG_INF < d < _INF:  # an infinite or undefined partial that is needed
                     raise _not_differentiable(node, d)
                 previous = child._upstream
-                child._upstream = g * d if previous is None else previous + g * d  # sum over edges
+                if previous is None:
+                    child._upstream = g * d
+                else:
+                    child._upstream = previous + g * d  # the sum over every edge into child
                 left = child._pending - 1
                 child._pending = left
-                if left == 0:
+                if not left:
                     ready.append(child)
 
 
@@ -181,8 +191,7 @@ def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> di
                     _run(root, seed)
             return {node: node._upstream for node in marked}
         finally:
-            for node in marked:
-                node._upstream = None
+            _forget(marked)
 
 
 def _times(g: Any, d: Any) -> Any:
@@ -219,33 +228,33 @@ def backward(root: Value, gradient: float = 1.0) -> None:
         try:
             with _NoRecording():
                 _run(root, seed)
-            for node in marked:
-                if node.inputs:
-                    node.grad = node._upstream
-                else:
-                    node.grad += node._upstream
-        finally:
-            for node in marked:
-                node._upstream = None
+        except BaseException:
+            _forget(marked)
+            raise
+        for node in marked:
+            g = node._upstream
+            node._upstream = None
+            if node.inputs:
+                node.grad = g
+            else:
+                node.grad += g
 
 
 class _NoRecording:
     """Switch recording off for the duration of a float-only pass."""
 
     def __enter__(self) -> None:
-        self._previous = _grad_mode.enabled
-        _grad_mode.enabled = False
+        self._previous = _set_grad_enabled(False)
 
     def __exit__(self, *exc_info: object) -> None:
-        _grad_mode.enabled = self._previous
+        _set_grad_enabled(self._previous)
 
 
 class _Recording(_NoRecording):
     """Switch recording on for a create_graph pass."""
 
     def __enter__(self) -> None:
-        self._previous = _grad_mode.enabled
-        _grad_mode.enabled = True
+        self._previous = _set_grad_enabled(True)
 
 
 def grad(

@@ -60,6 +60,21 @@ class _GradMode(threading.local):
 
 
 _grad_mode = _GradMode()
+# How many threads have recording switched off. While it is 0 (the usual case) an operation
+# need not read the thread-local switch at all: a module global is much cheaper to read.
+_threads_without_grad = 0
+_switch_lock = threading.Lock()
+
+
+def _set_grad_enabled(enabled: bool) -> bool:
+    """Switch recording on or off for this thread; return the previous setting."""
+    global _threads_without_grad  # noqa: PLW0603 - the one place that writes it
+    previous = _grad_mode.enabled
+    if previous != enabled:
+        with _switch_lock:
+            _threads_without_grad += -1 if enabled else 1
+            _grad_mode.enabled = enabled
+    return previous
 
 
 def is_grad_enabled() -> bool:
@@ -75,11 +90,10 @@ class no_grad:  # noqa: N801 - named like torch.no_grad, its model
     """
 
     def __enter__(self) -> None:
-        self._previous = _grad_mode.enabled
-        _grad_mode.enabled = False
+        self._previous = _set_grad_enabled(False)
 
     def __exit__(self, *exc_info: object) -> None:
-        _grad_mode.enabled = self._previous
+        _set_grad_enabled(self._previous)
 
     def __call__(self, func: _F) -> _F:
         """Use as a decorator: ``func`` runs inside ``no_grad()``."""
@@ -95,12 +109,11 @@ class no_grad:  # noqa: N801 - named like torch.no_grad, its model
 @contextmanager
 def enable_grad() -> Iterator[None]:
     """Switch recording back on inside a :func:`no_grad` block."""
-    previous = _grad_mode.enabled
-    _grad_mode.enabled = True
+    previous = _set_grad_enabled(True)
     try:
         yield
     finally:
-        _grad_mode.enabled = previous
+        _set_grad_enabled(previous)
 
 
 def _check_data(data: object, where: str) -> float:
@@ -323,7 +336,7 @@ def _node(data: float, op: str, inputs: tuple[Value, ...]) -> Value:
     node.grad = 0.0
     node.label = ""
     node._pass = 0
-    if _grad_mode.enabled:
+    if not _threads_without_grad or _grad_mode.enabled:
         node.op = op
         node.inputs = inputs
         for x in inputs:
@@ -398,7 +411,7 @@ def _apply1(op: str, a: Value) -> Value:
     node.grad = 0.0
     node.label = ""
     node._pass = 0
-    if _grad_mode.enabled:
+    if not _threads_without_grad or _grad_mode.enabled:
         node.op = op
         node.inputs = (a,)
         node.requires_grad = a.requires_grad
@@ -436,7 +449,7 @@ def _apply2(op: str, a: object, b: object) -> Value:
     node.grad = 0.0
     node.label = ""
     node._pass = 0
-    if _grad_mode.enabled:
+    if not _threads_without_grad or _grad_mode.enabled:
         node.op = op
         node.inputs = (a, b)
         node.requires_grad = a.requires_grad or b.requires_grad  # type: ignore[union-attr]
@@ -453,7 +466,7 @@ def apply(op: str, *operands: Operand) -> Value:
     The general form behind every operation; custom operations use it.
     """
     rule = _rule(op)
-    inputs = tuple(as_value(x) for x in operands)
+    inputs = tuple([x if type(x) is Value else as_value(x) for x in operands])
     if rule.arity is not None and len(inputs) != rule.arity:
         msg = f"{op}: takes {rule.arity} input(s), got {len(inputs)}"
         raise TypeError(msg)
