@@ -96,7 +96,7 @@ def _forget(marked: list[Value]) -> None:
         node._upstream = None
 
 
-def _run(root: Value, seed: Any) -> None:
+def _run(root: Value, seed: Any) -> None:  # noqa: C901 - the hot loop stays in one function
     """Fill ``_upstream`` of every marked node with d root/d node * seed, as floats.
 
     A node is released once every edge into it has delivered its share
@@ -244,17 +244,17 @@ class _NoRecording:
     """Switch recording off for the duration of a float-only pass."""
 
     def __enter__(self) -> None:
-        self._previous = _set_grad_enabled(False)
+        self._previous = _set_grad_enabled(enabled=False)
 
     def __exit__(self, *exc_info: object) -> None:
-        _set_grad_enabled(self._previous)
+        _set_grad_enabled(enabled=self._previous)
 
 
 class _Recording(_NoRecording):
     """Switch recording on for a create_graph pass."""
 
     def __enter__(self) -> None:
-        self._previous = _set_grad_enabled(True)
+        self._previous = _set_grad_enabled(enabled=True)
 
 
 def grad(

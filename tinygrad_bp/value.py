@@ -66,7 +66,7 @@ _threads_without_grad = 0
 _switch_lock = threading.Lock()
 
 
-def _set_grad_enabled(enabled: bool) -> bool:
+def _set_grad_enabled(*, enabled: bool) -> bool:
     """Switch recording on or off for this thread; return the previous setting."""
     global _threads_without_grad  # noqa: PLW0603 - the one place that writes it
     previous = _grad_mode.enabled
@@ -90,10 +90,10 @@ class no_grad:  # noqa: N801 - named like torch.no_grad, its model
     """
 
     def __enter__(self) -> None:
-        self._previous = _set_grad_enabled(False)
+        self._previous = _set_grad_enabled(enabled=False)
 
     def __exit__(self, *exc_info: object) -> None:
-        _set_grad_enabled(self._previous)
+        _set_grad_enabled(enabled=self._previous)
 
     def __call__(self, func: _F) -> _F:
         """Use as a decorator: ``func`` runs inside ``no_grad()``."""
@@ -109,11 +109,11 @@ class no_grad:  # noqa: N801 - named like torch.no_grad, its model
 @contextmanager
 def enable_grad() -> Iterator[None]:
     """Switch recording back on inside a :func:`no_grad` block."""
-    previous = _set_grad_enabled(True)
+    previous = _set_grad_enabled(enabled=True)
     try:
         yield
     finally:
-        _set_grad_enabled(previous)
+        _set_grad_enabled(enabled=previous)
 
 
 def _check_data(data: object, where: str) -> float:
