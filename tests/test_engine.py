@@ -21,6 +21,15 @@ def test_micrograd_bug_53_a_times_a_times_a():
     assert a.grad == 54.0  # exactly twice one call
 
 
+def test_second_pass_after_zeroing_gives_the_first_again():
+    a = Value(3.0)
+    y = a * a * a
+    y.backward()
+    a.grad = 0.0
+    y.backward()
+    assert a.grad == 27.0  # micrograd 0.1.0 gives 45.0 here
+
+
 def test_two_calls_give_exactly_twice_one_call_on_leaves():
     x, w, b = Value(0.3), Value(-1.2), Value(0.5)
     h = (x * w + b).tanh()
