@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_bp as tg
-from tinygrad_bp import losses, viz
+from tinygrad_bp import viz
 from tinygrad_bp.errors import GraphTooLargeError, GraphvizNotFoundError
 from tinygrad_bp.nn import MLP
+from tinygrad_bp.worked_example import build as build_worked_example
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -40,16 +41,10 @@ HOSTILE = [
 
 def worked_example():
     """REFERENCE section 4: the 2-2-2 sigmoid network and its half-SSE error."""
-    mlp = MLP.from_weights(
-        [[[0.15, 0.20], [0.25, 0.30]], [[0.40, 0.45], [0.50, 0.55]]],
-        [[0.35, 0.35], [0.60, 0.60]],
-        activation="sigmoid",
-        output_activation="sigmoid",
-    )
-    out = mlp([0.05, 0.10])
-    error = losses.half_sse(out, [0.01, 0.99])
+    example = build_worked_example()
+    _, error = example.forward()
     error.label = "E"
-    return mlp, error
+    return example.model, error
 
 
 def parse(svg: str) -> ET.Element:
