@@ -51,6 +51,7 @@ Operand = Union["Value", int, float]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 _INF = math.inf
+_NEG_INF = -math.inf
 
 
 class _GradMode(threading.local):
@@ -403,7 +404,7 @@ def _apply1(op: str, a: Value) -> Value:
         out = rule.forward(x)
     except (ArithmeticError, ValueError) as error:
         raise _failed(op, (x,), error) from None
-    if not -_INF < out < _INF:
+    if not _NEG_INF < out < _INF:
         raise _overflow(op, (x,))
     # The node, written out here rather than in a helper: this is the hot path.
     node = _new(Value)
@@ -442,7 +443,7 @@ def _apply2(op: str, a: object, b: object) -> Value:
         out = rule.forward(x, y)
     except (ArithmeticError, ValueError) as error:
         raise _failed(op, (x, y), error) from None
-    if not -_INF < out < _INF:
+    if not _NEG_INF < out < _INF:
         raise _overflow(op, (x, y))
     node = _new(Value)
     node.data = out
@@ -479,7 +480,7 @@ def apply(op: str, *operands: Operand) -> Value:
         msg = f"{op}: the forward function returned {type(out).__name__}, not a real number"
         raise TypeError(msg)
     out = float(out)
-    if not -_INF < out < _INF:
+    if not _NEG_INF < out < _INF:
         raise _overflow(op, values)
     return _node(out, op, inputs)
 
