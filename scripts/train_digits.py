@@ -1,4 +1,3 @@
-# ruff: noqa: INP001, T201
 # INP001: a script, not a package; T201: printing the results is its job.
 """Train an MLP on scikit-learn's handwritten digits with the scalar engine; print accuracy and time.
 

@@ -491,3 +491,25 @@ def test_any_labels_in_clusters_and_edges_stay_well_formed(dot, first, second):
     assert no_script(root)
     assert len(groups(root, "node")) == 6
     assert len(edge_titles(root)) == 6
+
+
+def test_dot_source_does_not_depend_on_string_hashing():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from tinygrad_bp import viz; from tinygrad_bp.worked_example import build;"
+        "e = build(); _, E = e.forward(); print(viz.to_dot(E))"
+    )
+    sources = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, PYTHONHASHSEED=seed),
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(sources) == 1

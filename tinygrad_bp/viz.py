@@ -242,7 +242,7 @@ def _check_collapse(collapse: Iterable[str]) -> list[str]:
         if not isinstance(p, str) or not p:
             msg = f"draw_dot: collapse entries must be non-empty module names, not {p!r}"
             raise TypeError(msg)
-    return sorted(set(prefixes), key=len)
+    return sorted(set(prefixes), key=lambda p: (len(p), p))
 
 
 @dataclass
@@ -508,7 +508,8 @@ def _assemble(
     graph = graphviz.Digraph(name="tinygrad_bp", graph_attr=attrs)
     for name, node_attrs in statements.nodes.get((), []):
         graph.node(name, **node_attrs)
-    paths = sorted({p[: i + 1] for p in statements.nodes if p for i in range(len(p))}, key=len)
+    prefixes = {p[: i + 1] for p in statements.nodes if p for i in range(len(p))}
+    paths = sorted(prefixes, key=lambda p: (len(p), p))  # a fixed order: the same graph, the same DOT
     numbers = {p: i for i, p in enumerate(paths)}
     children: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
     for p in sorted(paths, key=lambda p: _natural(p[-1])):
