@@ -489,3 +489,31 @@ def test_auto_engine_falls_back_to_the_scalar_engine_when_the_tape_refuses():
 
     with pytest.raises((TapeMismatchError, ValueError)):
         _run_fit("tape", value_dependent, X, y, [4, 3], **kwargs)
+
+
+def test_tape_rechecks_structure_only_for_code_it_does_not_know():
+    from tinygrad_bp.train import OBJECTIVES, Objective, _tape_check
+
+    class Custom(MLP):
+        pass
+
+    assert _tape_check(MLP(2, [1]), OBJECTIVES["mse"]) == "none"
+    assert _tape_check(Custom(2, [1]), OBJECTIVES["mse"]) == "first"
+    assert _tape_check(MLP(2, [1]), Objective(lambda out, t: (out - t) ** 2, None)) == "first"
+
+
+def test_hidden_state_that_changes_the_graph_is_caught_by_the_tape():
+    pytest.importorskip("numpy")
+    from tinygrad_bp.errors import TapeMismatchError
+
+    class Moody(MLP):
+        calls = 0
+
+        def __call__(self, x):
+            Moody.calls += 1
+            out = super().__call__(x)
+            return out.tanh() if Moody.calls > 3 else out  # the graph changes after three calls
+
+    X, y = make_moons(16, noise=0.1, seed=0)
+    with pytest.raises(TapeMismatchError):
+        fit(Moody(2, [3, 1], seed=0), X, y, loss="mse", engine="tape", epochs=2, batch_size=4, progress=False)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar, Union, overload
 
 from . import losses as _losses
-from .nn import MLP, Module
+from .nn import MLP, Layer, Module, Neuron
 from .optim import SGD, Optimizer
 from .value import Value, no_grad
 
@@ -334,6 +334,20 @@ _LOSS_NAMES: dict[Callable[..., Value], str] = {obj.loss: name for name, obj in 
 _tape_objectives: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 
 
+def _tape_check(model: Any, objective: Objective) -> str:
+    """How the tape re-checks the graph's structure on each batch (see :func:`tinygrad_bp.tape.trace`).
+
+    The library's own modules and losses build the same graph for every sample, so their tape
+    needs no re-tracing (``"none"``; comparisons of Values are still guarded on every sample).
+    Any other model or loss may hide Python state that changes the graph, so the first sample of
+    every batch is re-traced and compared (``"first"``). A penalty is taken to build the same
+    graph on every call.
+    """
+    own_model = type(model) in (MLP, Layer, Neuron, Network)
+    own_loss = objective.loss in _LOSS_NAMES
+    return "none" if own_model and own_loss else "first"
+
+
 def _tape_objective(model: Any, objective: Objective, penalty: Callable[[], Value] | None) -> Any:
     """The cached :class:`~tinygrad_bp.tape.BatchObjective` for this model, loss and penalty."""
     from .tape import BatchObjective
@@ -345,7 +359,7 @@ def _tape_objective(model: Any, objective: Objective, penalty: Callable[[], Valu
             cache.pop(next(iter(cache)))
         # A built-in loss replays through the tape's own version of it (operations only).
         loss = _LOSS_NAMES.get(objective.loss, objective.loss)
-        cache[key] = BatchObjective(model, loss, penalty=penalty)
+        cache[key] = BatchObjective(model, loss, penalty=penalty, check=_tape_check(model, objective))
     return cache[key]
 
 
