@@ -403,3 +403,46 @@ def test_saved_file_is_json_naming_its_module(tmp_path):
 
 def test_base_module_has_no_parameters():
     assert Module().parameters() == []
+
+
+def _floats(out):
+    return [v.data for v in (out if isinstance(out, list) else [out])]
+
+
+def test_load_works_on_an_instance_and_on_the_class(tmp_path):
+    from tinygrad_bp.nn import Layer, Neuron
+    from tinygrad_bp.train import Network
+
+    for module in (
+        MLP(3, [4, 2], activation="tanh", output_activation="sigmoid", seed=1),
+        Layer(3, 2, activation="sigmoid", seed=2),
+        Neuron(3, activation="linear", seed=3),
+        Network([2, 3, 1], seed=4),
+    ):
+        path = tmp_path / f"{type(module).__name__}.json"
+        module.save(path)
+        rebuilt = type(module).load(path)  # a new module from the file
+        assert type(rebuilt) is type(module)
+        assert rebuilt.state_dict() == module.state_dict()
+        assert rebuilt.config() == module.config()
+        x = [0.1, -0.2] if isinstance(module, Network) else [0.1, -0.2, 0.3]
+        assert _floats(module(x)) == _floats(rebuilt(x))
+        fresh = type(rebuilt)(**rebuilt.config())
+        fresh.load(path)  # into an existing module
+        assert fresh.state_dict() == module.state_dict()
+
+
+def test_class_load_rejects_a_file_without_a_usable_configuration(tmp_path):
+    import json
+
+    path = tmp_path / "m.json"
+    MLP(2, [2, 1], seed=0).save(path)
+    document = json.loads(path.read_text())
+    del document["config"]
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="configuration"):
+        MLP.load(path)
+    document["config"] = {"nin": 2, "nouts": [], "activation": "relu", "output_activation": "linear"}
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="configuration"):
+        MLP.load(path)

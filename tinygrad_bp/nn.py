@@ -72,6 +72,15 @@ def _vector(key: str, xs: object, n: int) -> list[float]:
     return [_number(f"{key}[{i}]", x) for i, x in enumerate(xs)]
 
 
+class _LoadMethod:
+    """``module.load(path)`` loads into the module; ``MLP.load(path)`` builds a new one from the file."""
+
+    def __get__(self, obj: Module | None, cls: type[Module]) -> Callable[[str | os.PathLike[str]], Any]:
+        if obj is None:
+            return cls._load_new
+        return obj._load_into
+
+
 class Module:
     """Base class: parameters, zero_grad, and JSON state (never pickle)."""
 
@@ -118,29 +127,57 @@ class Module:
             raise ValueError(msg)
         self._assign(state)()
 
+    def config(self) -> dict[str, Any]:
+        """The constructor's arguments that fix this module's shape (saved beside the state)."""
+        return {}
+
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the state as JSON to ``path``."""
+        """Write the configuration and the state as JSON to ``path``."""
         document = {"format": "tinygrad_bp", "version": 1, "module": type(self).__name__}
+        document["config"] = self.config()
         document["state"] = self.state_dict()
         with open(path, "w", encoding="utf-8") as f:
             json.dump(document, f, indent=1)
 
-    def load(self, path: str | os.PathLike[str]) -> None:
-        """Read a state written by :meth:`save`; a corrupt or mismatched file raises ValueError."""
+    load = _LoadMethod()
+
+    def _load_into(self, path: str | os.PathLike[str]) -> None:
+        """``module.load(path)``: set this module's parameters from a file written by :meth:`save`."""
+        self.load_state_dict(_read_module_file(path, type(self))["state"])
+
+    @classmethod
+    def _load_new(cls, path: str | os.PathLike[str]) -> Module:
+        """``MLP.load(path)``: a new module built from a file written by :meth:`save`."""
+        document = _read_module_file(path, cls)
+        config = document.get("config")
+        if not isinstance(config, dict):
+            msg = f"load: {os.fspath(path)!r} has no configuration to build a {cls.__name__} from"
+            raise ValueError(msg)  # noqa: TRY004 - a bad file is a ValueError, as API.md says
         try:
-            with open(path, encoding="utf-8") as f:
-                document = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            msg = f"load: {os.fspath(path)!r} is not a valid JSON state file ({error})"
+            module = cls(**config)
+        except (TypeError, ValueError) as error:
+            msg = f"load: {os.fspath(path)!r} holds a configuration {cls.__name__} rejects: {error}"
             raise ValueError(msg) from None
-        valid = isinstance(document, dict) and document.get("format") == "tinygrad_bp"
-        if not valid or "state" not in document:
-            msg = f"load: {os.fspath(path)!r} is not a tinygrad_bp state file"
-            raise ValueError(msg)
-        if document.get("module") != type(self).__name__:
-            msg = f"load: the file holds a {document.get('module')!r}, not a {type(self).__name__!r}"
-            raise ValueError(msg)
-        self.load_state_dict(document["state"])
+        module.load_state_dict(document["state"])
+        return module
+
+
+def _read_module_file(path: str | os.PathLike[str], cls: type) -> dict[str, Any]:
+    """The JSON document of a saved module, checked to be one of class ``cls``; else ValueError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        msg = f"load: {os.fspath(path)!r} is not a valid JSON state file ({error})"
+        raise ValueError(msg) from None
+    valid = isinstance(document, dict) and document.get("format") == "tinygrad_bp"
+    if not valid or "state" not in document:
+        msg = f"load: {os.fspath(path)!r} is not a tinygrad_bp state file"
+        raise ValueError(msg)
+    if document.get("module") != cls.__name__:
+        msg = f"load: the file holds a {document.get('module')!r}, not a {cls.__name__!r}"
+        raise ValueError(msg)
+    return document
 
 
 class Neuron(Module):
@@ -197,6 +234,10 @@ class Neuron(Module):
         out = self._act(net)
         out.label = self._out_label
         return out
+
+    def config(self) -> dict[str, Any]:
+        """{"nin", "activation", "name"}."""
+        return {"nin": len(self.w), "activation": self.activation, "name": self.name}
 
     def parameters(self) -> list[Value]:
         """[w_0, ..., w_{n-1}, b]."""
@@ -267,6 +308,11 @@ class Layer(Module):
         """Every neuron's output, as a list."""
         shared = [xi if isinstance(xi, Value) else as_value(xi) for xi in x]  # one constant per input
         return [n(shared) for n in self.neurons]
+
+    def config(self) -> dict[str, Any]:
+        """{"nin", "nout", "activation", "name"}."""
+        nin = len(self.neurons[0].w)
+        return {"nin": nin, "nout": len(self.neurons), "activation": self.activation, "name": self.name}
 
     def parameters(self) -> list[Value]:
         """Each neuron's parameters in turn."""
@@ -365,6 +411,15 @@ class MLP(Module):
         for layer in self.layers:
             out = layer(out)
         return out[0] if len(out) == 1 else list(out)  # type: ignore[return-value]
+
+    def config(self) -> dict[str, Any]:
+        """{"nin", "nouts", "activation", "output_activation"}."""
+        return {
+            "nin": len(self.layers[0].neurons[0].w),
+            "nouts": [len(layer.neurons) for layer in self.layers],
+            "activation": self.activation,
+            "output_activation": self.output_activation,
+        }
 
     def parameters(self) -> list[Value]:
         """Each layer's parameters in turn."""

@@ -750,6 +750,10 @@ class Network(MLP):
         super().__init__(sizes[0], list(sizes[1:]), "sigmoid", "sigmoid", seed)
         self.sizes = list(sizes)
 
+    def config(self) -> dict[str, Any]:
+        """{"sizes"}: what ``Network.load(path)`` needs to rebuild it."""
+        return {"sizes": list(self.sizes)}
+
     def feedforward(self, a: Sequence[float]) -> Output:
         """The network's output for input ``a`` (as the articles' ``feedforward``)."""
         return self(a)
