@@ -12,12 +12,8 @@ from hypothesis import strategies as st
 import tinygrad_bp as tg
 from tinygrad_bp import engine
 from tinygrad_bp.stepper import BackwardStep, ForwardStep, Stepper
+from tinygrad_bp.testing import expressions
 from tinygrad_bp.worked_example import build as build_worked_example
-
-try:  # the project's shared strategy, when present; the local one below always runs
-    from tinygrad_bp.testing import expressions
-except ImportError:  # pragma: no cover - depends on the checkout
-    expressions = None
 
 
 def worked_example():
@@ -30,28 +26,8 @@ def worked_example():
 
 @st.composite
 def random_graphs(draw):
-    """A random expression over 1-4 labelled leaves: (root, leaves). Operands may repeat (a * a)."""
-    leaves = [tg.Value(draw(st.floats(-2, 2)), label=f"x{i}") for i in range(draw(st.integers(1, 4)))]
-    pool = list(leaves)
-
-    def pick():
-        return pool[draw(st.integers(0, len(pool) - 1))]
-
-    builders = {
-        "+": lambda: pick() + pick(),
-        "-": lambda: pick() - pick(),
-        "*": lambda: pick() * pick(),
-        "scale": lambda: pick() * draw(st.floats(-3, 3)),
-        "tanh": lambda: pick().tanh(),
-        "sigmoid": lambda: pick().sigmoid(),
-        "sin": lambda: pick().sin(),
-        "neg": lambda: -pick(),
-        "sum": lambda: tg.value.sum([pick(), pick(), pick()]),
-        "linear": lambda: tg.linear([pick(), pick()], [pick(), 0.5], pick()),
-    }
-    for _ in range(draw(st.integers(1, 8))):
-        pool.append(builders[draw(st.sampled_from(sorted(builders)))]())  # noqa: PERF401 - uses pool
-    return pool[-1], leaves
+    """(root, leaves) of a random expression: shared subexpressions, repeated operands, every op."""
+    return draw(expressions()).graph()
 
 
 def close(a, b):
@@ -168,16 +144,6 @@ def test_contributions_sum_to_the_engines_gradients(graph):
     assert len(stepper) == len(stepper.forward_steps) + len(stepper.backward_steps)
     assert str(stepper)
 
-
-@pytest.mark.skipif(expressions is None, reason="tinygrad_bp.testing is not available")
-@given(expressions() if expressions is not None else st.nothing())
-def test_totals_are_the_engines_gradients_on_shared_expressions(expr):
-    root, _ = expr.graph()
-    stepper = Stepper(root)
-    expected = engine.gradients(root)
-    assert set(stepper.gradients) == set(expected)
-    for node, g in expected.items():
-        assert math.isclose(stepper.gradients[node], g, rel_tol=1e-9, abs_tol=1e-9)
 
 
 def test_repeated_operand_gets_two_contributions():
