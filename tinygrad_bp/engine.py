@@ -77,7 +77,14 @@ def _mark(root: Value) -> list[Value]:
     stack = [root]
     while stack:
         node = stack.pop()
-        for child in node.inputs:
+        a = node._a
+        if a is None:
+            children = node._rest  # a leaf's () or an n-ary node's operands
+        elif node._b is None:
+            children = (a,)
+        else:
+            children = (a, node._b)
+        for child in children:
             if child.requires_grad:
                 if child._pass == number:
                     child._pending += 1
@@ -107,19 +114,22 @@ def _run(root: Value, seed: Any) -> None:  # noqa: C901 - the hot loop stays in 
     rules = RULES
     while ready:
         node = ready.pop()
-        inputs = node.inputs
-        if not inputs:
-            continue
+        if not node.op:
+            continue  # a leaf: its gradient is complete
         g = node._upstream
         local = rules[node.op].local
+        a = node._a
         try:
-            if len(inputs) == 2:
-                a, b = inputs
-                derivatives = local(node.data, a.data, b.data)
-            elif len(inputs) == 1:
-                derivatives = local(node.data, inputs[0].data)
-            else:
+            if a is None:
+                inputs = node._rest
                 derivatives = local(node.data, *[x.data for x in inputs])
+            elif node._b is None:
+                inputs = (a,)
+                derivatives = local(node.data, a.data)
+            else:
+                b = node._b
+                inputs = (a, b)
+                derivatives = local(node.data, a.data, b.data)
         except (ArithmeticError, ValueError) as error:
             raise _not_differentiable(node, error) from None
         for child, d in zip(inputs, derivatives):
@@ -143,7 +153,7 @@ def _run_recording(root: Value, seed: Any) -> None:
     ready = [root]
     while ready:
         node = ready.pop()
-        if not node.inputs:
+        if not node.op:
             continue
         g = node._upstream
         for child, d in zip(node.inputs, _local_values(node)):
@@ -234,7 +244,7 @@ def backward(root: Value, gradient: float = 1.0) -> None:
         for node in marked:
             g = node._upstream
             node._upstream = None
-            if node.inputs:
+            if node.op:
                 node.grad = g
             else:
                 node.grad += g

@@ -140,17 +140,31 @@ class Value:
     new nodes; ``backward()`` fills ``.grad`` with d(this)/d(node).
     """
 
-    # _pass, _pending and _upstream belong to the engine: the number of the last
-    # backward pass that reached this node, how many edges of that pass have
-    # yet to deliver their gradient, and the gradient gathered so far.
-    __slots__ = ("_pass", "_pending", "_upstream", "data", "grad", "inputs", "label", "op", "requires_grad")
+    # The operands live in _a and _b (one or two operands) or in the tuple _rest (none, or
+    # more than two): no tuple per node for the common case, so the cyclic garbage collector
+    # has one object per node to visit instead of two. ``inputs`` puts them back together.
+    # _pass, _pending and _upstream belong to the engine: the number of the last backward
+    # pass that reached this node, how many edges of that pass have yet to deliver their
+    # gradient, and the gradient gathered so far.
+    __slots__ = (
+        "_a",
+        "_b",
+        "_pass",
+        "_pending",
+        "_rest",
+        "_upstream",
+        "data",
+        "grad",
+        "label",
+        "op",
+        "requires_grad",
+    )
 
     # NumPy must hand mixed expressions back to Value's own operators.
     __array_ufunc__ = None
 
     data: float
     grad: Any
-    inputs: tuple[Value, ...]
     label: str
     op: str
     requires_grad: bool
@@ -164,8 +178,18 @@ class Value:
         self.label = label
         self.requires_grad = bool(requires_grad)
         self.op = ""
-        self.inputs = ()
+        self._a = self._b = None
+        self._rest = ()
         self._pass = 0
+
+    @property
+    def inputs(self) -> tuple[Value, ...]:
+        """The operands in argument order; a repeated operand is repeated (``(a * a).inputs == (a, a)``)."""
+        a = self._a
+        if a is None:
+            return self._rest
+        b = self._b
+        return (a,) if b is None else (a, b)
 
     # --- arithmetic: each operator names its rule; the operand order is kept ---
 
@@ -337,18 +361,14 @@ def _node(data: float, op: str, inputs: tuple[Value, ...]) -> Value:
     node.grad = 0.0
     node.label = ""
     node._pass = 0
+    node._a = node._b = None
     if not _threads_without_grad or _grad_mode.enabled:
         node.op = op
-        node.inputs = inputs
-        for x in inputs:
-            if x.requires_grad:
-                node.requires_grad = True
-                break
-        else:
-            node.requires_grad = False
+        node._rest = inputs
+        node.requires_grad = any(x.requires_grad for x in inputs)
     else:
         node.op = ""
-        node.inputs = ()
+        node._rest = ()
         node.requires_grad = False
     return node
 
@@ -414,11 +434,13 @@ def _apply1(op: str, a: Value) -> Value:
     node._pass = 0
     if not _threads_without_grad or _grad_mode.enabled:
         node.op = op
-        node.inputs = (a,)
+        node._a = a
+        node._b = None
         node.requires_grad = a.requires_grad
     else:
         node.op = ""
-        node.inputs = ()
+        node._a = node._b = None
+        node._rest = ()
         node.requires_grad = False
     return node
 
@@ -452,11 +474,13 @@ def _apply2(op: str, a: object, b: object) -> Value:
     node._pass = 0
     if not _threads_without_grad or _grad_mode.enabled:
         node.op = op
-        node.inputs = (a, b)
+        node._a = a
+        node._b = b
         node.requires_grad = a.requires_grad or b.requires_grad  # type: ignore[union-attr]
     else:
         node.op = ""
-        node.inputs = ()
+        node._a = node._b = None
+        node._rest = ()
         node.requires_grad = False
     return node
 
