@@ -462,6 +462,7 @@ def test_tape_engine_trains_exactly_like_the_scalar_engine(loss, nouts, labels):
     X, y01 = make_moons(40, noise=0.2, seed=2)
     y = {"sign": [2 * t - 1 for t in y01], "bit": y01, "class": [(t + i) % 3 for i, t in enumerate(y01)]}[labels]
     kwargs = {"epochs": 3, "batch_size": 16, "lr": 0.05, "penalty": lambda ps: l2_penalty(ps, 1e-3)}
+    kwargs.update(X_test=X[:10], y_test=y[:10])  # measured after each epoch, by the same engine
     scalar, p_scalar = _run_fit("scalar", loss, X, y, nouts, **kwargs)
     tape, p_tape = _run_fit("tape", loss, X, y, nouts, **kwargs)
     auto, p_auto = _run_fit("auto", loss, X, y, nouts, **kwargs)

@@ -443,6 +443,41 @@ def _evaluate(
     return total / len(X), correct
 
 
+def _tape_evaluate(
+    model: Callable[[Sequence[float]], Output],
+    X: Sequence[Sequence[float]],
+    y: Sequence[Any],
+    objective: Objective,
+) -> tuple[float, int]:
+    """As :func:`_evaluate`, by one tape replay over all of X (no ``.grad`` is touched)."""
+    _, result = _tape_objective(model, objective, None).replay(X, y)
+    correct = 0
+    if objective.predict is not None:
+        predictions = _array_predictions(objective.predict, result.aux)
+        correct = sum(p == _label(t) for p, t in zip(predictions, y))
+    return float(result.loss), correct
+
+
+def _auto_evaluate(
+    model: Callable[[Sequence[float]], Output],
+    X: Sequence[Sequence[float]],
+    y: Sequence[Any],
+    objective: Objective,
+) -> tuple[float, int]:
+    """The tape's evaluation when the model trains on the tape, else the scalar engine's."""
+    if model in _scalar_only_models or not _numpy_available():
+        return _evaluate(model, X, y, objective)
+    return _tape_evaluate(model, X, y, objective)
+
+
+# How each engine measures the test set after an epoch.
+_EVALUATORS: dict[BatchFn, Callable[..., tuple[float, int]]] = {
+    scalar_batch: _evaluate,
+    tape_batch: _tape_evaluate,
+    _auto_batch: _auto_evaluate,
+}
+
+
 def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
     """A tqdm bar, or None when switched off or when tqdm is not installed."""
     if not enabled:
@@ -563,7 +598,8 @@ def _after_epoch(
     """Record the test loss and accuracy and the metric functions after an epoch."""
     X_test, y_test = test
     if X_test is not None and y_test is not None:
-        test_loss, test_correct = _evaluate(run.model, X_test, y_test, run.objective)
+        evaluate = _EVALUATORS.get(run.run_batch, _evaluate)
+        test_loss, test_correct = evaluate(run.model, X_test, y_test, run.objective)
         history["test_loss"].append(test_loss)
         if "test_accuracy" in history:
             history["test_accuracy"].append(test_correct / len(X_test))
