@@ -467,7 +467,12 @@ def _auto_evaluate(
     """The tape's evaluation when the model trains on the tape, else the scalar engine's."""
     if model in _scalar_only_models or not _numpy_available():
         return _evaluate(model, X, y, objective)
-    return _tape_evaluate(model, X, y, objective)
+    from .errors import TapeMismatchError
+
+    try:
+        return _tape_evaluate(model, X, y, objective)
+    except (TapeMismatchError, TypeError, ValueError):
+        return _evaluate(model, X, y, objective)  # reports any real error itself
 
 
 # How each engine measures the test set after an epoch.
