@@ -28,10 +28,17 @@ Scalar = Union[Value, float, int]
 Scalars = Union[Scalar, Sequence[Scalar]]
 
 
+def _as_list(x: Scalars) -> list[Scalar]:
+    """One number or Value as a list of one, any other iterable as a list."""
+    if isinstance(x, (Value, numbers.Real)):
+        return [x]  # type: ignore[list-item]
+    return list(x)  # type: ignore[arg-type]
+
+
 def _pairs(name: str, pred: Scalars, target: Scalars) -> tuple[list[Scalar], list[Scalar]]:
     """``pred`` and ``target`` as two lists of equal, non-zero length (one number or Value: one element)."""
-    p = [pred] if isinstance(pred, (Value, numbers.Real)) else list(pred)
-    t = [target] if isinstance(target, (Value, numbers.Real)) else list(target)
+    p = _as_list(pred)
+    t = _as_list(target)
     if len(p) != len(t):
         msg = f"{name}: pred has {len(p)} elements but target has {len(t)}"
         raise ValueError(msg)

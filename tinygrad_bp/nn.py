@@ -410,7 +410,7 @@ class MLP(Module):
         out: Sequence[Value | float] = x
         for layer in self.layers:
             out = layer(out)
-        return out[0] if len(out) == 1 else list(out)  # type: ignore[return-value]
+        return out[0] if len(out) == 1 else list(out)  # type: ignore[return-value, arg-type]
 
     def config(self) -> dict[str, Any]:
         """{"nin", "nouts", "activation", "output_activation"}."""

@@ -166,6 +166,12 @@ class Value:
     data: float
     grad: Any
     label: str
+    _a: Value | None
+    _b: Value | None
+    _rest: tuple[Value, ...]
+    _pass: int
+    _pending: int
+    _upstream: Any
     op: str
     requires_grad: bool
 
