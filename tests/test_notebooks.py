@@ -19,7 +19,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -35,7 +34,6 @@ EXPECTED = [
     "04_himmelblau_adam.ipynb",
     "05_training.ipynb",
 ]
-MAX_SECONDS = 60  # per notebook; each one takes well under 20 s on a laptop
 
 
 def _require(module: str) -> object:
@@ -134,10 +132,7 @@ def test_notebook_runs_top_to_bottom(name, builder, nbformat, tmp_path):
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-    start = time.perf_counter()
     builder.execute(nb, tmp_path)  # raises CellExecutionError on failure
-    elapsed = time.perf_counter() - start
     assert not _errors(nb), _errors(nb)
-    assert elapsed < MAX_SECONDS, f"{name} took {elapsed:.0f} s (limit {MAX_SECONDS} s)"
     assert path.read_bytes() == before, "executing a notebook must not touch the stored file"
     assert not any(p.suffix == ".ipynb" for p in tmp_path.iterdir())
