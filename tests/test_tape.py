@@ -813,7 +813,7 @@ def test_benchmark_quick_run_prints_the_targets():
         [sys.executable, str(ROOT / "benchmarks" / "bench_tape.py"), "--quick"],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=900,
         check=False,
     )
     assert done.returncode == 0, done.stderr
