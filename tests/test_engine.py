@@ -238,3 +238,20 @@ def test_backward_from_threads_on_shared_leaves_is_exact():
     for t in threads:
         t.join()
     assert results == [3.0] * 800
+
+
+def test_no_grad_decorates_with_or_without_parentheses():
+    @no_grad
+    def f(v):
+        return v * 2
+
+    @no_grad()
+    def g(v):
+        return v * 3
+
+    x = Value(1.0)
+    assert f(x).inputs == ()
+    assert g(x).inputs == ()
+    assert f.__name__ == "f"
+    with pytest.raises(TypeError, match="no_grad"):
+        no_grad(3)

@@ -122,3 +122,42 @@ def test_library_never_uses_assert():
         tree = ast.parse(path.read_text())
         asserts = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Assert)]
         assert not asserts, f"{path.name} uses assert at lines {asserts}"
+
+
+def test_assigning_data_keeps_a_finite_python_float():
+    np = pytest.importorskip("numpy")
+    v = Value(1.0)
+    v.data = 3
+    assert type(v.data) is float
+    assert float(v) == 3.0
+    v.data = np.float32(0.5)
+    assert type(v.data) is float
+    assert type((v * 3).data) is float
+    for bad, exc in (("x", TypeError), (None, TypeError), (math.nan, ValueError), (math.inf, ValueError)):
+        with pytest.raises(exc, match="data"):
+            v.data = bad
+    assert v.data == 0.5  # a refused assignment changes nothing
+
+
+def test_gradient_overflow_in_backward_is_an_error_and_writes_nothing():
+    a, c = Value(1e300, label="a"), Value(1e-300, label="c")
+    y = a * c
+    with pytest.raises(OverflowError, match=r"\*"):
+        y.backward(1e10)  # dy/dc = 1e300 * 1e10
+    assert a.grad == 0.0
+    assert c.grad == 0.0
+    b = Value(1.0, label="b")
+    z = b * 1e308
+    z.backward()
+    with pytest.raises(OverflowError, match="'b'"):
+        z.backward()  # b.grad would become 2e308
+    assert b.grad == 1e308
+
+
+def test_custom_op_with_a_wrong_number_of_partials_or_a_nan_is_named():
+    bad_partials = tg.custom_op("custom_bad_partials", lambda x, y: x * y, lambda x, y: (y,))
+    with pytest.raises(TypeError, match="custom_bad_partials"):
+        bad_partials(Value(2.0), Value(3.0)).backward()
+    nan_forward = tg.custom_op("custom_nan", lambda x: math.nan, lambda x: 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        nan_forward(Value(1.0))

@@ -53,7 +53,11 @@ def custom_op(
 
     def local(_out: Any, *xs: Any) -> tuple[Any, ...]:
         d = derivative(*xs)
-        return d if isinstance(d, tuple) else (d,)
+        partials = tuple(d) if isinstance(d, (tuple, list)) else (d,)
+        if len(partials) != len(xs):
+            msg = f"{name}: the derivative returned {len(partials)} partial(s) for {len(xs)} input(s)"
+            raise TypeError(msg)
+        return partials
 
     register(Rule(name, arity, forward, local, formula or f"user-defined derivative of {name}"))
 

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import NonDifferentiableError
+from .errors import NonDifferentiableError, OperationOverflowError
 from .rules import RULES
 from .value import Value, _operand, _set_grad_enabled, constant
 
@@ -97,13 +97,22 @@ def _mark(root: Value) -> list[Value]:
     return marked
 
 
+def _check_accumulation(marked: list[Value]) -> None:
+    """OperationOverflowError, before anything is written, if a leaf's .grad + this pass overflows."""
+    for node in marked:
+        if not node.op and not _NEG_INF < node.grad + node._upstream < _INF:
+            label = f" {node.label!r}" if node.label else ""
+            msg = f"backward: the gradient accumulated in leaf{label} is too large for a float"
+            raise OperationOverflowError(msg)
+
+
 def _forget(marked: list[Value]) -> None:
     """Empty the ``_upstream`` slots of a pass: they hold nothing between passes."""
     for node in marked:
         node._upstream = None
 
 
-def _run(root: Value, seed: Any) -> None:  # noqa: C901 - the hot loop stays in one function
+def _run(root: Value, seed: Any) -> None:
     """Fill ``_upstream`` of every marked node with d root/d node * seed, as floats.
 
     A node is released once every edge into it has delivered its share
@@ -122,25 +131,23 @@ def _run(root: Value, seed: Any) -> None:  # noqa: C901 - the hot loop stays in 
         try:
             if a is None:
                 inputs = node._rest
-                derivatives = local(node.data, *[x.data for x in inputs])
+                derivatives = local(node._data, *[x._data for x in inputs])
             elif node._b is None:
                 inputs = (a,)
-                derivatives = local(node.data, a.data)
+                derivatives = local(node._data, a._data)
             else:
                 b = node._b
                 inputs = (a, b)
-                derivatives = local(node.data, a.data, b.data)
+                derivatives = local(node._data, a._data, b._data)
         except (ArithmeticError, ValueError) as error:
             raise _not_differentiable(node, error) from None
         for child, d in zip(inputs, derivatives):
             if child.requires_grad:
-                if not _NEG_INF < d < _INF:  # an infinite or undefined partial that is needed
-                    raise _not_differentiable(node, d)
                 previous = child._upstream
-                if previous is None:
-                    child._upstream = g * d
-                else:
-                    child._upstream = previous + g * d  # the sum over every edge into child
+                total = g * d if previous is None else previous + g * d  # the sum over edges into child
+                if not _NEG_INF < total < _INF:  # an undefined partial, or a float overflow
+                    raise _not_finite(node, d)
+                child._upstream = total
                 left = child._pending - 1
                 child._pending = left
                 if not left:
@@ -158,11 +165,12 @@ def _run_recording(root: Value, seed: Any) -> None:
         g = node._upstream
         for child, d in zip(node.inputs, _local_values(node)):
             if child.requires_grad:
-                if not -_INF < d < _INF:
-                    raise _not_differentiable(node, d)
                 contribution = _times(g, d)
                 previous = child._upstream
-                child._upstream = contribution if previous is None else previous + contribution
+                total = contribution if previous is None else previous + contribution
+                if not _NEG_INF < total < _INF:
+                    raise _not_finite(node, d)
+                child._upstream = total
                 child._pending -= 1
                 if child._pending == 0:
                     ready.append(child)
@@ -174,6 +182,21 @@ def _local_values(node: Value) -> tuple[Any, ...]:
         return RULES[node.op].local(node, *node.inputs)
     except (ArithmeticError, ValueError) as error:
         raise _not_differentiable(node, error) from None
+
+
+def _not_finite(node: Value, d: Any) -> ArithmeticError:
+    """The error for a gradient that stopped being a finite float at ``node``.
+
+    Either the local derivative ``d`` itself is infinite or undefined
+    (NonDifferentiableError), or multiplying and summing finite numbers
+    overflowed (OperationOverflowError).
+    """
+    if not _NEG_INF < d < _INF:
+        return _not_differentiable(node, d)
+    shown = ", ".join(repr(x.data) for x in node.inputs)
+    return OperationOverflowError(
+        f"backward through {node.op} at inputs ({shown}): the gradient is too large for a float"
+    )
 
 
 def _not_differentiable(node: Value, cause: object) -> NonDifferentiableError:
@@ -238,6 +261,7 @@ def backward(root: Value, gradient: float = 1.0) -> None:
         try:
             with _NoRecording():
                 _run(root, seed)
+            _check_accumulation(marked)
         except BaseException:
             _forget(marked)
             raise

@@ -7,6 +7,7 @@ the articles do.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable, Sequence
 from typing import Union
@@ -58,15 +59,20 @@ def _reduce(name: str, terms: list[Value], reduction: str) -> Value:
     raise ValueError(msg)
 
 
-def mse_loss(pred: Scalars, target: Scalars, reduction: str = "mean") -> Value:
-    """sum_i (p_i - t_i)^2, divided by n for ``reduction="mean"`` (``torch.nn.functional.mse_loss``)."""
+def mse_loss(pred: Scalars, target: Scalars, reduction: str = "mean") -> Value | list[Value]:
+    """sum_i (p_i - t_i)^2, divided by n for ``reduction="mean"`` (``torch.nn.functional.mse_loss``).
+
+    ``reduction="none"`` gives the list of the (p_i - t_i)^2.
+    """
     p, t = _pairs("mse_loss", pred, target)
+    if reduction == "none":
+        return [(as_value(pi) - ti) ** 2 for pi, ti in zip(p, t)]
     total = apply("sse", *p, *t)  # one node: d/dp_i = 2 (p_i - t_i)
     if reduction == "sum":
         return total
     if reduction == "mean":
         return total / len(p)
-    msg = f"mse_loss: reduction must be 'mean' or 'sum', got {reduction!r}"
+    msg = f"mse_loss: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
     raise ValueError(msg)
 
 
@@ -76,11 +82,22 @@ def half_sse(pred: Scalars, target: Scalars) -> Value:
     return apply("half_sse", *p, *t)
 
 
+_LOG_FLOOR = -100.0  # PyTorch's binary_cross_entropy clamps log(p) and log(1 - p) below at -100
+
+
+def _clamped_log(x: Value) -> Value:
+    """log x, clamped below at -100 as PyTorch does; where it is clamped the term is a constant."""
+    if x.data > math.exp(_LOG_FLOOR):
+        return x.log()
+    return constant(_LOG_FLOOR)
+
+
 def binary_cross_entropy(prob: Scalars, target: Scalars, reduction: str = "mean") -> Value:
     """-(t log p + (1 - t) log(1 - p)), averaged (``torch.nn.functional.binary_cross_entropy``).
 
-    A probability of exactly 0 or 1 where its log is needed raises ValueError;
-    use :func:`binary_cross_entropy_with_logits` for saturated outputs.
+    As in PyTorch, each log is clamped below at -100, so a probability of
+    exactly 0 or 1 gives a finite loss (that term then passes no gradient);
+    for saturated outputs prefer :func:`binary_cross_entropy_with_logits`.
     """
     p, t = _pairs("binary_cross_entropy", prob, target)
     terms = []
@@ -92,9 +109,9 @@ def binary_cross_entropy(prob: Scalars, target: Scalars, reduction: str = "mean"
             raise ValueError(msg)
         term = constant(0.0)
         if tv != 0.0:
-            term = term - ti * pv.log()
+            term = term - ti * _clamped_log(pv)
         if tv != 1.0:
-            term = term - (1 - ti) * (1 - pv).log()
+            term = term - (1 - ti) * _clamped_log(1 - pv)
         terms.append(term)
     return _reduce("binary_cross_entropy", terms, reduction)
 
@@ -124,9 +141,11 @@ def cross_entropy(logits: Sequence[Scalar], target_index: int) -> Value:
     if not z:
         msg = "cross_entropy: logits are empty"
         raise ValueError(msg)
-    if isinstance(target_index, bool) or not isinstance(target_index, int) or not 0 <= target_index < len(z):
+    valid = isinstance(target_index, numbers.Integral) and not isinstance(target_index, bool)
+    if not valid or not 0 <= int(target_index) < len(z):
         msg = f"cross_entropy: target_index must be an int in [0, {len(z)}), got {target_index!r}"
         raise ValueError(msg)
+    target_index = int(target_index)  # a NumPy integer label works too
     m = max(x.data for x in z)
     lse = _v.sum([(x - m).exp() for x in z]).log() + m
     return lse - z[target_index]

@@ -87,8 +87,22 @@ class no_grad:  # noqa: N801 - named like torch.no_grad, its model
     """Context manager and decorator: Values made inside record no graph.
 
     A result made inside has ``inputs == ()``, ``op == ""`` and
-    ``requires_grad`` False. The switch is per thread.
+    ``requires_grad`` False. The switch is per thread. As a decorator it
+    works with or without parentheses (``@no_grad()`` or ``@no_grad``).
     """
+
+    def __new__(cls, func: _F | None = None) -> Any:
+        """A context manager; or, given a function (``@no_grad``), that function wrapped."""
+        if func is None:
+            return super().__new__(cls)
+        if not callable(func):
+            msg = f"no_grad: expected a function to decorate, not {type(func).__name__}"
+            raise TypeError(msg)
+        return cls()(func)  # @no_grad without parentheses
+
+    def __init__(self, func: _F | None = None) -> None:
+        """``func`` is taken by ``__new__`` (the decorator without parentheses)."""
+        del func
 
     def __enter__(self) -> None:
         self._previous = _set_grad_enabled(enabled=False)
@@ -149,11 +163,11 @@ class Value:
     __slots__ = (
         "_a",
         "_b",
+        "_data",
         "_pass",
         "_pending",
         "_rest",
         "_upstream",
-        "data",
         "grad",
         "label",
         "op",
@@ -163,7 +177,7 @@ class Value:
     # NumPy must hand mixed expressions back to Value's own operators.
     __array_ufunc__ = None
 
-    data: float
+    _data: float
     grad: Any
     label: str
     _a: Value | None
@@ -179,7 +193,7 @@ class Value:
         if not isinstance(label, str):
             msg = f"Value: label must be a str, not {type(label).__name__}"
             raise TypeError(msg)
-        self.data = _check_data(data, "Value")
+        self._data = _check_data(data, "Value")
         self.grad = 0.0
         self.label = label
         self.requires_grad = bool(requires_grad)
@@ -187,6 +201,16 @@ class Value:
         self._a = self._b = None
         self._rest = ()
         self._pass = 0
+
+    @property
+    def data(self) -> float:
+        """The value, a finite Python float; assignable (optimizers write it), checked as ``Value(data)``."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Number) -> None:
+        finite = type(value) is float and _NEG_INF < value < _INF
+        self._data = value if finite else _check_data(value, "data")
 
     @property
     def inputs(self) -> tuple[Value, ...]:
@@ -283,16 +307,16 @@ class Value:
     # --- comparisons read .data; == and hash stay identity (Values are dict keys) -
 
     def __lt__(self, other: Operand) -> bool:
-        return self.data < _data_of(other)
+        return self._data < _data_of(other)
 
     def __le__(self, other: Operand) -> bool:
-        return self.data <= _data_of(other)
+        return self._data <= _data_of(other)
 
     def __gt__(self, other: Operand) -> bool:
-        return self.data > _data_of(other)
+        return self._data > _data_of(other)
 
     def __ge__(self, other: Operand) -> bool:
-        return self.data >= _data_of(other)
+        return self._data >= _data_of(other)
 
 
     # --- conversions --------------------------------------------------------
@@ -363,7 +387,7 @@ _new = object.__new__
 def _node(data: float, op: str, inputs: tuple[Value, ...]) -> Value:
     """A new node of ``op`` over ``inputs`` (nothing recorded under no_grad)."""
     node = _new(Value)
-    node.data = data
+    node._data = data
     node.grad = 0.0
     node.label = ""
     node._pass = 0
@@ -425,7 +449,7 @@ def _apply1(op: str, a: Value) -> Value:
         rule = RULES[op]
     except KeyError:
         raise _unknown(op) from None
-    x = a.data
+    x = a._data
     try:
         out = rule.forward(x)
     except (ArithmeticError, ValueError) as error:
@@ -434,7 +458,7 @@ def _apply1(op: str, a: Value) -> Value:
         raise _overflow(op, (x,))
     # The node, written out here rather than in a helper: this is the hot path.
     node = _new(Value)
-    node.data = out
+    node._data = out
     node.grad = 0.0
     node.label = ""
     node._pass = 0
@@ -465,8 +489,8 @@ def _apply2(op: str, a: object, b: object) -> Value:
         b = _operand(b, op)
         if b is None:
             return NotImplemented  # type: ignore[return-value]
-    x = a.data  # type: ignore[union-attr]
-    y = b.data  # type: ignore[union-attr]
+    x = a._data  # type: ignore[union-attr]
+    y = b._data  # type: ignore[union-attr]
     try:
         out = rule.forward(x, y)
     except (ArithmeticError, ValueError) as error:
@@ -474,7 +498,7 @@ def _apply2(op: str, a: object, b: object) -> Value:
     if not _NEG_INF < out < _INF:
         raise _overflow(op, (x, y))
     node = _new(Value)
-    node.data = out
+    node._data = out
     node.grad = 0.0
     node.label = ""
     node._pass = 0
@@ -501,7 +525,7 @@ def apply(op: str, *operands: Operand) -> Value:
     if rule.arity is not None and len(inputs) != rule.arity:
         msg = f"{op}: takes {rule.arity} input(s), got {len(inputs)}"
         raise TypeError(msg)
-    values = [x.data for x in inputs]
+    values = [x._data for x in inputs]
     try:
         out = rule.forward(*values)
     except (ArithmeticError, ValueError) as error:
@@ -510,6 +534,10 @@ def apply(op: str, *operands: Operand) -> Value:
         msg = f"{op}: the forward function returned {type(out).__name__}, not a real number"
         raise TypeError(msg)
     out = float(out)
+    if math.isnan(out):  # only a user's forward function can return NaN
+        shown = ", ".join(repr(v) for v in values)
+        msg = f"{op}: the forward function returned NaN at inputs ({shown})"
+        raise DomainError(msg)
     if not _NEG_INF < out < _INF:
         raise _overflow(op, values)
     return _node(out, op, inputs)
