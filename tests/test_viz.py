@@ -513,3 +513,10 @@ def test_dot_source_does_not_depend_on_string_hashing():
         for seed in ("1", "2", "3")
     }
     assert len(sources) == 1
+
+
+def test_draw_dot_takes_micrograds_format_argument():
+    a = tg.Value(2.0, label="a")
+    g = viz.draw_dot(a * a, format="png", rankdir="TB")
+    assert g.format == "png"
+    assert viz.draw_dot(a * a).format == "svg"

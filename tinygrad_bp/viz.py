@@ -553,6 +553,7 @@ def _cluster(
 
 def draw_dot(
     root: Value,
+    format: str = "svg",  # noqa: A002 - micrograd's and graphviz's name for it
     *,
     rankdir: str = "LR",
     show_grad: bool = True,
@@ -570,6 +571,8 @@ def draw_dot(
 
     Args:
         root: the Value whose graph is drawn (drawn with a bold border).
+        format: the output format of the Digraph's ``render``/``pipe``
+            (``"svg"``, ``"png"``, ...), as in micrograd's ``draw_dot(root, format="svg")``.
         rankdir: layout direction, ``"LR"``, ``"RL"``, ``"TB"`` or ``"BT"``.
         show_grad: show each Value's ``.grad`` (or its entry in ``grads``).
         edge_labels: label each operand edge with its local derivative
@@ -616,7 +619,9 @@ def draw_dot(
         highlight={id(v) for v in _as_values(highlight, "highlight")},
         grads=grads,
     )
-    return _assemble(_statements(plan, style, cluster=cluster), rankdir, graph_attr)
+    graph = _assemble(_statements(plan, style, cluster=cluster), rankdir, graph_attr)
+    graph.format = format
+    return graph
 
 
 def render(graph: graphviz.Digraph, fmt: str = "svg") -> bytes:
