@@ -7,7 +7,8 @@ rate is an attribute, ``opt.lr``, that may be changed between steps.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from .value import Value
 
@@ -49,6 +50,60 @@ class Optimizer:
         """Update every parameter from its ``.grad``."""
         raise NotImplementedError
 
+    # state_dict key -> attribute: one number, and one list with an entry per parameter
+    _numbers: ClassVar[dict[str, str]] = {"lr": "lr"}
+    _lists: ClassVar[dict[str, str]] = {}
+    _may_be_empty: ClassVar[frozenset[str]] = frozenset()  # lists whose entries may be None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The learning rate and the per-parameter state (momentum, moments) as plain JSON types."""
+        state: dict[str, Any] = {key: getattr(self, attr) for key, attr in self._numbers.items()}
+        state.update({key: list(getattr(self, attr)) for key, attr in self._lists.items()})
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` to resume training.
+
+        A missing or unexpected key, a wrong length or a non-number raises
+        ValueError naming it, and then nothing has changed.
+        """
+        name = type(self).__name__
+        expected = set(self._numbers) | set(self._lists)
+        if not isinstance(state, Mapping) or set(state) != expected:
+            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            msg = f"{name}.load_state_dict: expected the keys {sorted(expected)}, got {got}"
+            raise ValueError(msg)
+        numbers = {attr: _state_number(name, key, state[key]) for key, attr in self._numbers.items()}
+        lists = {
+            attr: _state_list(name, key, state[key], len(self.params), none_ok=key in self._may_be_empty)
+            for key, attr in self._lists.items()
+        }
+        for attr, value in {**numbers, **lists}.items():
+            setattr(self, attr, value)
+
+
+def _state_number(name: str, key: str, x: object) -> Any:
+    """A finite number >= 0 from a saved state (an int for a step count), or ValueError naming the key."""
+    kinds = int if key == "step" else (int, float)
+    if isinstance(x, bool) or not isinstance(x, kinds) or not math.isfinite(x) or x < 0:
+        msg = f"{name}.load_state_dict: {key!r} must be a finite number >= 0, got {x!r}"
+        raise ValueError(msg)
+    return x
+
+
+def _state_list(name: str, key: str, xs: object, n: int, *, none_ok: bool) -> list[Any]:
+    """A list of n finite numbers (None allowed where ``none_ok``: no momentum yet) from a saved state."""
+    if not isinstance(xs, list) or len(xs) != n:
+        msg = f"{name}.load_state_dict: {key!r} must be a list of {n} entries, one per parameter"
+        raise ValueError(msg)
+    for x in xs:
+        if x is None and none_ok:
+            continue
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            msg = f"{name}.load_state_dict: {key!r} holds {x!r}, not a finite number"
+            raise ValueError(msg)
+    return [None if x is None else float(x) for x in xs]
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum and weight decay.
@@ -57,6 +112,9 @@ class SGD(Optimizer):
     b = momentum * b + (1 - dampening) * g after, then g = b (or g + momentum * b
     with nesterov); p = p - lr * g.
     """
+
+    _lists: ClassVar[dict[str, str]] = {"momentum_buffer": "_buffers"}
+    _may_be_empty: ClassVar[frozenset[str]] = frozenset({"momentum_buffer"})
 
     def __init__(
         self,
@@ -96,6 +154,9 @@ class Adam(Optimizer):
     g = grad + weight_decay * p; m = m + (1 - b1)(g - m); v = b2 v + (1 - b2) g^2;
     p = p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
     """
+
+    _numbers: ClassVar[dict[str, str]] = {"lr": "lr", "step": "t"}
+    _lists: ClassVar[dict[str, str]] = {"exp_avg": "_m", "exp_avg_sq": "_v"}
 
     def __init__(
         self,
