@@ -820,3 +820,18 @@ def test_benchmark_quick_run_prints_the_targets():
     assert done.returncode == 0, done.stderr
     assert "(c) within 10x of hand-written numpy, check=none" in done.stdout
     assert "agreement of the tape with the scalar engine" in done.stdout
+
+
+def test_power_derivatives_at_the_edges_match_the_engine():
+    import tinygrad_bp as tg
+    from tinygrad_bp.errors import NonDifferentiableError
+
+    p = Value(2.0)
+    tape = trace(lambda x: x**p, -2.0, params=[p])
+    with pytest.raises(NonDifferentiableError, match=r"\*\*"):
+        tape.value_and_grad(np.array([-2.0, -3.0]))  # d/dp (-2)^p does not exist
+    w = Value(0.0)
+    tape = trace(lambda x: (x * w) ** 0.0 + x * w, 1.0, params=[w])
+    _, grads = tape.value_and_grad(np.array([1.0, 2.0]))
+    scalar = [tg.grad((Value(x) * w) ** 0.0 + Value(x) * w, [w])[0] for x in (1.0, 2.0)]
+    assert grads.params[0] == pytest.approx(sum(scalar) / 2)

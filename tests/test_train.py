@@ -518,3 +518,73 @@ def test_hidden_state_that_changes_the_graph_is_caught_by_the_tape():
     X, y = make_moons(16, noise=0.1, seed=0)
     with pytest.raises(TapeMismatchError):
         fit(Moody(2, [3, 1], seed=0), X, y, loss="mse", engine="tape", epochs=2, batch_size=4, progress=False)
+
+
+# --- the tape engine never trains a different model than the scalar engine (review findings) ------
+
+
+def _same_runs(make_model, X, y, **kwargs):
+    runs = []
+    for engine in ("scalar", "auto"):
+        model = make_model()
+        history = fit(model, X, y, engine=engine, progress=False, seed=0, **kwargs)
+        runs.append((history, [p.data for p in model.parameters()]))
+    (h_scalar, p_scalar), (h_auto, p_auto) = runs
+    for key in h_scalar:
+        assert h_auto[key] == pytest.approx(h_scalar[key], rel=1e-12, abs=1e-15), key
+    assert p_auto == pytest.approx(p_scalar, rel=1e-11, abs=1e-14)
+
+
+def test_saturated_bce_trains_the_same_on_both_engines():
+    pytest.importorskip("numpy")
+    _same_runs(
+        lambda: MLP.from_weights([[[1.0]]], [[0.0]], output_activation="sigmoid"),
+        [[-120.0], [0.5], [60.0]],
+        [1, 0, 0],
+        loss="bce",
+        epochs=2,
+        lr=1e-3,
+        metrics=(),
+    )
+
+
+def test_a_penalty_that_changes_between_batches_is_never_stale():
+    pytest.importorskip("numpy")
+    state = {"alpha": 0.0}
+
+    def penalty(ps):
+        return state["alpha"] * l2_penalty(ps)
+
+    def anneal(epoch, _history):
+        state["alpha"] = 0.1 * (epoch + 1)
+
+    X, y = make_moons(12, noise=0.1, seed=0)
+    runs = []
+    for engine in ("scalar", "auto"):
+        state["alpha"] = 0.0
+        model = MLP(2, [3, 1], seed=1)
+        runs.append(
+            fit(model, X, y, loss="mse", engine=engine, epochs=3, lr=0.1, penalty=penalty, callback=anneal, progress=False)
+        )
+    assert runs[1]["loss"] == pytest.approx(runs[0]["loss"], rel=1e-12)
+
+
+def test_a_graph_that_changes_mid_training_falls_back_to_the_scalar_engine():
+    pytest.importorskip("numpy")
+
+    class Leaky(MLP):
+        def __call__(self, x):
+            z = super().__call__(x)
+            return z if z > 0 else z * 0.1  # value-dependent control flow
+
+    X, y = make_moons(16, noise=0.1, seed=3)
+    _same_runs(lambda: Leaky(2, [3, 1], seed=2), X, y, loss="mse", epochs=3, batch_size=4, lr=0.5)
+
+
+def test_cross_entropy_refuses_soft_targets_on_both_engines():
+    pytest.importorskip("numpy")
+    X = [[0.0, 1.0], [1.0, 0.0]]
+    y = [[0.5, 0.5, 0.5], [1.0, 0.0, 0.0]]
+    for engine in ("scalar", "auto", "tape"):
+        with pytest.raises(ValueError, match="int"):
+            fit(MLP(2, [3], seed=0), X, y, loss="cross_entropy", engine=engine, epochs=1, progress=False)

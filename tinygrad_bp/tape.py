@@ -518,13 +518,21 @@ def _softplus(a: np.ndarray) -> np.ndarray:
 
 
 def _pow_da(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # noqa: ARG001
-    """d a^b / da = b a^(b-1)."""
-    return b * a ** (b - 1.0)
+    """d a^b / da = b a^(b-1), with the engine's values at a = 0 (rules._pow_local).
+
+    At a = 0: 0 for b = 0 (a^0 = 1), b a^(b-1) for b >= 1, +inf for 0 < b < 1.
+    """
+    at_zero = a == 0.0
+    safe_a = np.where(at_zero & (b < 1.0), 1.0, a)  # no 0 ** negative in the general formula
+    general = b * safe_a ** (b - 1.0)
+    zero_limit = np.where(b == 0.0, 0.0, np.where(b >= 1.0, general, np.inf))
+    return np.where(at_zero & (b < 1.0), zero_limit, general)
 
 
 def _pow_db(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # noqa: ARG001
-    """d a^b / db = a^b log a, 0 where a <= 0 (the engine's limit)."""
-    return np.where(a > 0.0, out * np.log(np.where(a > 0.0, a, 1.0)), 0.0)
+    """d a^b / db = a^b log a; 0 at a = 0 (the limit from the right), undefined (nan) for a < 0."""
+    log_a = np.log(np.where(a > 0.0, a, 1.0))
+    return np.where(a > 0.0, out * log_a, np.where(a == 0.0, 0.0, np.nan))
 
 
 # op -> (forward, local derivative(s) as functions of (out, *operands)): the rule table in arrays.

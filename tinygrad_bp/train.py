@@ -20,6 +20,7 @@ the gradients is looked up by name in :data:`ENGINES` (``"scalar"``,
 
 from __future__ import annotations
 
+import numbers
 import random
 import weakref
 from collections.abc import Callable, Sequence
@@ -124,7 +125,7 @@ def _one_hot(target: Any, n: int) -> list[float]:
     """An int class index as a one-hot list of length n; a list is returned unchanged."""
     if isinstance(target, (list, tuple)):
         return [float(t) for t in target]
-    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < n:
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= target < n:
         raise ValueError(f"a class index in [0, {n}) or a list of {n} targets is needed, got {target!r}")
     return [1.0 if k == target else 0.0 for k in range(n)]
 
@@ -330,8 +331,13 @@ def _array_predictions(predict: Callable[[Output], Any], outputs: Any) -> list[A
         return [predict(row[0] if single else row) for row in rows]
 
 
-_LOSS_NAMES: dict[Callable[..., Value], str] = {obj.loss: name for name, obj in OBJECTIVES.items()}
-_tape_objectives: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+# Built-in losses the tape replays through its own version of them (operations only). Not "bce":
+# it clamps its logs at -100 by value, as PyTorch does, which a tape cannot record; it trains on
+# the scalar engine.
+_LOSS_NAMES: dict[Callable[..., Value], str] = {
+    obj.loss: name for name, obj in OBJECTIVES.items() if name != "bce"
+}
+_tape_objectives: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def _tape_check(model: Any, objective: Objective) -> str:
@@ -340,27 +346,60 @@ def _tape_check(model: Any, objective: Objective) -> str:
     The library's own modules and losses build the same graph for every sample, so their tape
     needs no re-tracing (``"none"``; comparisons of Values are still guarded on every sample).
     Any other model or loss may hide Python state that changes the graph, so the first sample of
-    every batch is re-traced and compared (``"first"``). A penalty is taken to build the same
-    graph on every call.
+    every batch is re-traced and compared (``"first"``). (The penalty is not on the tape: it is
+    evaluated afresh by the scalar engine for every batch.)
     """
     own_model = type(model) in (MLP, Layer, Neuron, Network)
     own_loss = objective.loss in _LOSS_NAMES
     return "none" if own_model and own_loss else "first"
 
 
-def _tape_objective(model: Any, objective: Objective, penalty: Callable[[], Value] | None) -> Any:
-    """The cached :class:`~tinygrad_bp.tape.BatchObjective` for this model, loss and penalty."""
+def _tape_objective(model: Any, objective: Objective) -> Any:
+    """The cached :class:`~tinygrad_bp.tape.BatchObjective` of this model and loss."""
     from .tape import BatchObjective
 
     cache = _tape_objectives.setdefault(model, {})
-    key = (objective.loss, penalty)
-    if key not in cache:
+    if objective.loss not in cache:
         if len(cache) >= 4:
             cache.pop(next(iter(cache)))
-        # A built-in loss replays through the tape's own version of it (operations only).
         loss = _LOSS_NAMES.get(objective.loss, objective.loss)
-        cache[key] = BatchObjective(model, loss, penalty=penalty, check=_tape_check(model, objective))
-    return cache[key]
+        cache[objective.loss] = BatchObjective(model, loss, check=_tape_check(model, objective))
+    return cache[objective.loss]
+
+
+def _check_class_targets(objective: Objective, y: Sequence[Any]) -> None:
+    """cross_entropy takes class indices only, on the tape as on the scalar engine."""
+    if _LOSS_NAMES.get(objective.loss) == "cross_entropy":
+        for t in y:
+            if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+                raise ValueError(f"cross_entropy: target_index must be an int class index, got {t!r}")
+
+
+def _replay_batch(
+    model: Callable[[Sequence[float]], Output], X: Sequence[Any], y: Sequence[Any], objective: Objective
+) -> BatchResult:
+    """The batch's mean loss and right predictions by one tape replay; adds dL/dp into ``.grad``.
+
+    Raises before any gradient is written if the tape cannot record the
+    model and loss or no longer describes their graph.
+    """
+    _check_class_targets(objective, y)
+    result = _tape_objective(model, objective)(X, y)
+    correct = 0
+    if objective.predict is not None:
+        predictions = _array_predictions(objective.predict, result.outputs)
+        correct = sum(p == _label(t) for p, t in zip(predictions, y))
+    return BatchResult(float(result.loss), correct)
+
+
+def _with_penalty(result: BatchResult, penalty: Callable[[], Value] | None) -> BatchResult:
+    """Add the penalty, built and run backwards by the scalar engine (it depends on the parameters only)."""
+    if penalty is None:
+        return result
+    reg = penalty()
+    if reg.requires_grad:
+        reg.backward()
+    return BatchResult(result.loss + reg.data, result.correct)
 
 
 def tape_batch(
@@ -372,16 +411,12 @@ def tape_batch(
 ) -> BatchResult:
     """As :func:`scalar_batch`, by replaying a recorded tape over the whole batch with numpy.
 
-    The graph of one sample is traced once (per model, loss and penalty) and
-    replayed on every batch; the tape re-traces the batch's first sample to
-    check that the structure has not changed (see :mod:`tinygrad_bp.tape`).
+    The graph of one sample is traced once (per model and loss) and replayed
+    on every batch (see :mod:`tinygrad_bp.tape` for how a changed structure
+    is caught). The penalty is evaluated afresh by the scalar engine for every
+    batch, so it is never stale.
     """
-    result = _tape_objective(model, objective, penalty)(X, y)
-    correct = 0
-    if objective.predict is not None:
-        predictions = _array_predictions(objective.predict, result.outputs)
-        correct = sum(p == _label(t) for p, t in zip(predictions, y))
-    return BatchResult(float(result.loss), correct)
+    return _with_penalty(_replay_batch(model, X, y, objective), penalty)
 
 
 def _auto_batch(
@@ -393,23 +428,24 @@ def _auto_batch(
 ) -> BatchResult:
     """The tape when numpy is installed and the tape can record this model and loss, else the scalar engine.
 
-    A tape that cannot be recorded (e.g. a loss that reads values to decide
-    the graph's shape, or one that needs plain numbers as targets) is noticed
-    on the first batch, before any gradient is written, and that model then
-    trains with the scalar engine.
+    A tape that cannot be recorded (a loss that reads values to decide the
+    graph's shape, one that needs plain numbers as targets), or whose replay
+    finds that the graph has changed (a comparison that goes the other way,
+    hidden state), is noticed before any gradient of that batch is written;
+    that batch and every later one then run on the scalar engine.
     """
     if model in _scalar_only_models or not _numpy_available():
         return scalar_batch(model, X, y, objective, penalty)
     from .errors import TapeMismatchError
 
     try:
-        _tape_objective(model, objective, penalty).tape(X, y)
+        result = _replay_batch(model, X, y, objective)
     except (TapeMismatchError, TypeError, ValueError):
-        # The tape cannot record this model and loss (the loss reads values, or wants plain
-        # numbers as targets); the scalar engine reports any real error itself.
+        # Not recordable, or no longer the recorded graph: the scalar engine takes over (and
+        # reports any real error in the data itself).
         _scalar_only_models[model] = True
         return scalar_batch(model, X, y, objective, penalty)
-    return tape_batch(model, X, y, objective, penalty)
+    return _with_penalty(result, penalty)
 
 
 _scalar_only_models: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
@@ -450,7 +486,8 @@ def _tape_evaluate(
     objective: Objective,
 ) -> tuple[float, int]:
     """As :func:`_evaluate`, by one tape replay over all of X (no ``.grad`` is touched)."""
-    _, result = _tape_objective(model, objective, None).replay(X, y)
+    _check_class_targets(objective, y)
+    _, result = _tape_objective(model, objective).replay(X, y)
     correct = 0
     if objective.predict is not None:
         predictions = _array_predictions(objective.predict, result.aux)
