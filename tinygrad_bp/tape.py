@@ -79,7 +79,9 @@ can make the structure depend on values; :func:`trace` watches for that while it
   first sample of each replayed batch and compares the structure signature (every instruction
   and every constant's value); ``check="all"`` does so for every sample (scalar speed);
   ``check="none"`` skips it. A difference raises TapeMismatchError naming the first differing
-  instruction.
+  instruction. ``check="first"`` sees only the first sample of each batch: state that changes
+  from sample to sample (a random draw per call, as in dropout) needs ``check="all"`` or the
+  scalar engine. (Reading a value through ``str(v)`` or ``repr(v)`` is not watched either.)
 
 Inputs of the wrong shape, a params list that is not the tape's own (``params=...``), and a model
 whose parameter list changed (:class:`BatchObjective`) raise TapeMismatchError too. A replay that
