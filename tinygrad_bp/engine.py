@@ -77,6 +77,7 @@ def _mark(root: Value) -> list[Value]:
     stack = [root]
     while stack:
         node = stack.pop()
+        # node.inputs, written out (this is the hot path): see Value.inputs
         a = node._a
         if a is None:
             children = node._rest  # a leaf's () or an n-ary node's operands
