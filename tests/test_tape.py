@@ -400,17 +400,9 @@ def test_the_articles_2_2_2_example_gives_the_reference_gradients_and_step():
     assert text.splitlines()[-1].startswith("return v")
     loss, grads = tape.value_and_grad([0.05, 0.10, 0.01, 0.99])
     assert loss == pytest.approx(0.298371108760003, abs=1e-15)
-    reference = [
-        0.000438567734474,
-        0.000877135468949,
-        0.000497712735261,
-        0.000995425470522,
-        0.082167040564231,
-        0.082667627847533,
-        -0.022602540477475,
-        -0.022740242215978,
-    ]
-    np.testing.assert_allclose(grads.params, reference, atol=1e-15)
+    from tinygrad_bp.worked_example import GRADIENTS  # REFERENCE section 4, tested in test_articles
+
+    np.testing.assert_allclose(grads.params, GRADIENTS, atol=1e-15)
     optimizer = tg.SGD(w, lr=0.5)
     grads.add_to(w)
     optimizer.step()
