@@ -37,7 +37,6 @@ import os
 import random
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +62,8 @@ THREADS = _set_threads(sys.argv[1:])
 import numpy as np  # noqa: E402 - after the BLAS thread count is set
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import deep_call  # noqa: E402 - this script's folder: shared benchmark helpers
 
 import tinygrad_bp as tg  # noqa: E402
 from tinygrad_bp.losses import l2_penalty, mse_loss  # noqa: E402
@@ -170,27 +171,7 @@ def interleaved(measures: dict[str, Callable[[], float]], repeats: int) -> dict[
 
 def deep(fn: Callable[[], Any]) -> Any:
     """Run ``fn`` in a thread with a large stack and recursion limit (micrograd's backward recurses)."""
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as error:  # noqa: BLE001 - re-raised below
-            out["error"] = error
-
-    old_limit, old_stack = sys.getrecursionlimit(), threading.stack_size()
-    sys.setrecursionlimit(200_000)
-    try:
-        threading.stack_size(512 * 1024 * 1024)
-        thread = threading.Thread(target=target)
-        thread.start()
-        thread.join()
-    finally:
-        threading.stack_size(old_stack)
-        sys.setrecursionlimit(old_limit)
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
+    return deep_call(fn, recursion_limit=200_000)
 
 
 def available(module: str) -> bool:

@@ -400,23 +400,13 @@ def test_the_articles_2_2_2_example_gives_the_reference_gradients_and_step():
     assert text.splitlines()[-1].startswith("return v")
     loss, grads = tape.value_and_grad([0.05, 0.10, 0.01, 0.99])
     assert loss == pytest.approx(0.298371108760003, abs=1e-15)
-    from tinygrad_bp.worked_example import GRADIENTS  # REFERENCE section 4, tested in test_articles
+    from tinygrad_bp.worked_example import GRADIENTS, UPDATED_WEIGHTS  # REFERENCE 4, see test_articles
 
     np.testing.assert_allclose(grads.params, GRADIENTS, atol=1e-15)
     optimizer = tg.SGD(w, lr=0.5)
     grads.add_to(w)
     optimizer.step()
-    after = [
-        0.149780716132763,
-        0.199561432265526,
-        0.249751143632370,
-        0.299502287264739,
-        0.358916479717885,
-        0.408666186076233,
-        0.511301270238738,
-        0.561370121107989,
-    ]
-    np.testing.assert_allclose([p.data for p in w], after, atol=1e-15)
+    np.testing.assert_allclose([p.data for p in w], UPDATED_WEIGHTS, atol=1e-15)
     assert tape.forward([0.05, 0.10, 0.01, 0.99]) == pytest.approx(
         0.291027773693599, abs=1e-15
     )  # fresh params

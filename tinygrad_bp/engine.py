@@ -37,28 +37,34 @@ _NEG_INF = -_INF
 _pass_numbers = itertools.count(1)
 
 
-def toposort(root: Value, *, only_requires_grad: bool = False) -> list[Value]:
-    """Every node reachable from ``root``, inputs before the nodes that use them.
+def toposort(root: Value | Sequence[Value], *, only_requires_grad: bool = False) -> list[Value]:
+    """Every node reachable from ``root`` (a Value or several), inputs before the nodes that use them.
 
-    Iterative depth-first post-order, as HIPS autograd's ``toposort``. With
+    Iterative depth-first post-order, as HIPS autograd's ``toposort``; with
+    several roots, the first root's graph comes first. With
     ``only_requires_grad`` the walk skips nodes that need no gradient.
     """
+    roots = [root] if isinstance(root, Value) else list(root)
     order: list[Value] = []
-    seen = {id(root)}
-    stack: list[tuple[Value, int]] = [(root, 0)]
-    while stack:
-        node, i = stack.pop()
-        inputs = node.inputs
-        while i < len(inputs):
-            child = inputs[i]
-            i += 1
-            if id(child) not in seen and (child.requires_grad or not only_requires_grad):
-                seen.add(id(child))
-                stack.append((node, i))
-                stack.append((child, 0))
-                break
-        else:
-            order.append(node)
+    seen: set[int] = set()
+    for start in roots:
+        if id(start) in seen:
+            continue
+        seen.add(id(start))
+        stack: list[tuple[Value, int]] = [(start, 0)]
+        while stack:
+            node, i = stack.pop()
+            inputs = node.inputs
+            while i < len(inputs):
+                child = inputs[i]
+                i += 1
+                if id(child) not in seen and (child.requires_grad or not only_requires_grad):
+                    seen.add(id(child))
+                    stack.append((node, i))
+                    stack.append((child, 0))
+                    break
+            else:
+                order.append(node)
     return order
 
 

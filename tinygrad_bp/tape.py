@@ -111,6 +111,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Union
 
+from .engine import toposort
 from .errors import NonDifferentiableError, TapeMismatchError
 from .rules import RULES, Rule
 from .value import Value, _failed, _overflow, apply, linear, no_grad
@@ -340,39 +341,6 @@ class _Graph:
         return self.n_inputs + len(self.params) + len(self.constants)
 
 
-def _toposort(roots: Sequence[Value]) -> list[Value]:
-    """Every node reachable from ``roots``, inputs first; ``roots[0]``'s graph comes first.
-
-    Iterative depth-first post-order, as :func:`tinygrad_bp.toposort` (one root gives the same
-    order); a leaf is finished as soon as it is reached.
-    """
-    order: list[Value] = []
-    seen: set[int] = set()
-    for root in roots:
-        if id(root) in seen:
-            continue
-        seen.add(id(root))
-        stack: list[tuple[Value, int]] = [(root, 0)]
-        while stack:
-            node, i = stack.pop()
-            inputs = node.inputs
-            n = len(inputs)
-            while i < n:
-                child = inputs[i]
-                i += 1
-                if id(child) in seen:
-                    continue
-                seen.add(id(child))
-                if child.inputs:
-                    stack.append((node, i))
-                    stack.append((child, 0))
-                    break
-                order.append(child)
-            else:
-                order.append(node)
-    return order
-
-
 def _structure(
     root: Value, params: dict[int, tuple[str, int]], inputs: dict[int, tuple[str, int]]
 ) -> list[Any]:
@@ -381,7 +349,7 @@ def _structure(
     A node is ``(op, positions of its operands)``, an input or a param ``("x", i)``/``("p", j)``
     (from the role maps ``inputs``/``params``), any other leaf ``("c", value)`` (``("?", value)``
     if it requires grad). Equal lists mean the same graph up to the identity of the input Values.
-    One depth-first pass in :func:`_toposort`'s order; a node gets its position when finished.
+    One depth-first pass in :func:`tinygrad_bp.toposort`'s order; a node gets its position when finished.
     """
     entries: list[Any] = []
     position = {id(root): -1}
@@ -468,7 +436,7 @@ def _capture(
     Returns the graph and the map id(Value) -> node id. ``params=None`` discovers the params:
     every leaf that requires grad and is not an input, in order of appearance.
     """
-    order = _toposort(roots)
+    order = toposort(roots)
     ids = {id(x): i for i, x in enumerate(inputs)}
     param_list = list(params) if params is not None else []
     for p in param_list:
