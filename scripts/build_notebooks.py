@@ -75,7 +75,6 @@ def quickstart() -> list[Cell]:
         7. define a new operation from its forward function and its derivative.
         """),
         code("""
-        from IPython.display import HTML
 
         from tinygrad_bp import Value, custom_op, grad, gradcheck, GradcheckError
         from tinygrad_bp.explain import explain
@@ -158,17 +157,21 @@ def quickstart() -> list[Cell]:
         print(stepper)
         """),
         md("""
-        The same as an HTML page, drawing first (this is what a notebook without ipywidgets
-        shows):
+        `stepper.to_html(path)` writes the same steps as ONE self-contained page that steps in
+        any browser, with buttons or the arrow keys, without a kernel or a network: a way to
+        share a lesson. (`tinygrad-bp demo` writes one for the articles' worked example.)
         """),
         code("""
-        HTML(stepper.to_html())
+        page = stepper.to_html("L_steps.html")
+        print(f"wrote L_steps.html: {len(page):,} characters, {len(stepper)} steps")
         """),
         md("""
-        In a live notebook, `stepper.widget()` gives *previous / next* buttons, a slider and a
-        menu that jumps to the step where a parameter's gradient is complete; the current node
-        is highlighted in the drawing. (A static page such as GitHub's shows only the widget's
-        first frame, or nothing: run the notebook to use it.)
+        In a live notebook, `stepper.widget()` gives *previous / next* buttons, a slider that
+        counts steps from 1 like the text, and a search box that jumps to the step where a
+        parameter's gradient is complete. The picture on the left is the current step's node
+        (yellow, bold) with its operation and operands, always in view at full size; the small
+        picture on the right is the whole graph with the current node marked. Opened without
+        running, the notebook shows the first step as a picture: run the cell to step.
         """),
         code("""
         stepper.widget()
@@ -563,9 +566,11 @@ def worked_example() -> list[Cell]:
         print(f"{'dE/dw1':<16} engine    {w['w1'].grad: .15f}")
         """),
         md("""
-        In a live notebook, step through it yourself: the menu jumps to the step where a
-        parameter's gradient is complete (`layer1.neuron0.w0` is w1). Big graphs can be drawn
-        with `collapse=[...]`; this one is small enough to draw whole.
+        In a live notebook, step through it yourself: *next* moves one step, and the search box
+        jumps to the step where a parameter's gradient is complete (`layer1.neuron0.w0` is w1).
+        The left picture follows the current node; the right one is the whole network with the
+        current node marked. A graph too big to draw whole still steps: the left picture stays
+        the node's neighbourhood, and the overview draws each neuron as one box.
         """),
         code("""
         stepper.widget()

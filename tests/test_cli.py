@@ -25,7 +25,7 @@ def run(*args: str, cwd: pathlib.Path, env: dict[str, str] | None = None) -> sub
     )
 
 
-def test_demo_shows_the_worked_example_and_writes_an_svg(tmp_path, dot):  # noqa: ARG001
+def test_demo_shows_the_worked_example_and_writes_an_svg_and_a_page(tmp_path, dot):  # noqa: ARG001
     out = run("demo", "--no-progress", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     text = out.stdout
@@ -44,15 +44,32 @@ def test_demo_shows_the_worked_example_and_writes_an_svg(tmp_path, dot):  # noqa
     assert str(svg.resolve()) in text
     root = ET.parse(svg).getroot()  # noqa: S314 - our own file
     assert root.tag.endswith("svg")
+    page = tmp_path / "tinygrad_bp_demo" / "worked_example_steps.html"
+    assert str(page.resolve()) in text
+    assert "step 1 of 18: forward 1/9" in page.read_text(encoding="utf-8")
+    assert "(laid out by dot)" in text
 
 
-def test_demo_without_dot_writes_dot_source_and_says_how_to_get_svg(tmp_path):
+def test_demo_without_system_dot_still_leaves_a_picture_and_a_page(tmp_path):
+    """A fresh machine: no Graphviz on PATH, only what pip installed (graphviz-pure)."""
     env = dict(os.environ, PATH=str(pathlib.Path(sys.executable).parent))
+    env.pop("TINYGRAD_BP_LAYOUT", None)
+    out = run("demo", "--no-progress", "--steps", "10", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    svg = tmp_path / "tinygrad_bp_demo" / "worked_example.svg"
+    assert ET.parse(svg).getroot().tag.endswith("svg")  # noqa: S314 - our own file
+    assert "layer2.neuron0.w0" in svg.read_text(encoding="utf-8")
+    assert (tmp_path / "tinygrad_bp_demo" / "worked_example_steps.html").is_file()
+    assert "(laid out by graphviz-pure)" in out.stdout
+
+
+def test_demo_without_any_layout_program_writes_dot_source_and_a_note(tmp_path):
+    env = dict(os.environ, TINYGRAD_BP_LAYOUT="none")
     out = run("demo", "--no-progress", "--steps", "10", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     source = tmp_path / "tinygrad_bp_demo" / "worked_example.dot"
     assert source.read_text().startswith("digraph")
-    assert "install Graphviz" in out.stdout
+    assert "pip install graphviz-pure" in out.stdout
 
 
 def test_train_moons_writes_a_loss_curve(tmp_path):

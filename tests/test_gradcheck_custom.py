@@ -62,11 +62,23 @@ def test_custom_op_second_derivative():
     assert d2 == pytest.approx(s * (1 - s))
 
 
-def test_custom_op_name_cannot_be_taken_twice():
-    with pytest.raises(ValueError, match="custom_softplus"):
-        custom_op("custom_softplus", lambda x: x, lambda x: 1.0)
-    with pytest.raises(ValueError, match="already"):
+def test_custom_op_builtin_name_is_refused():
+    with pytest.raises(ValueError, match="built-in"):
         custom_op("+", lambda x, y: x, lambda x, y: (1.0, 1.0))
+    with pytest.raises(ValueError, match="already"):
+        custom_op("exp", math.exp, math.exp)
+    assert (Value(1.0) + 2.0).data == 3.0
+
+
+def test_custom_op_defined_again_replaces_the_first():
+    """A notebook cell that defines an operation can be run twice; the second definition wins."""
+    first = custom_op("custom_twice", lambda x: 2 * x, lambda x: 2.0)
+    assert first(Value(1.0)).data == 2.0
+    second = custom_op("custom_twice", lambda x: 3 * x, lambda x: 3.0)
+    x = Value(1.0)
+    y = second(x)
+    y.backward()
+    assert (y.data, x.grad) == (3.0, 3.0)
 
 
 def test_custom_op_domain_error_is_reported():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import sys
 
 import pytest
@@ -11,7 +13,10 @@ from hypothesis import strategies as st
 
 import tinygrad_bp as tg
 from tinygrad_bp import engine
+from tinygrad_bp.display import svg_size
+from tinygrad_bp.nn import MLP
 from tinygrad_bp.stepper import BackwardStep, ForwardStep, Stepper
+from tinygrad_bp.stepper_view import CURRENT_CLASS
 from tinygrad_bp.testing import expressions
 from tinygrad_bp.worked_example import build as build_worked_example
 
@@ -59,7 +64,10 @@ def test_forward_steps_of_the_worked_example():
     assert step.expression == "layer1.neuron0.out = sigmoid(0.3775) = 0.593269992107187"
     assert "layer1.neuron0.out = sigmoid(0.3775) = 0.593269992107187" in stepper.step_text(step.index)
     net = by_label(stepper, "layer1.neuron0.net", "forward")
-    assert net.expression == "layer1.neuron0.net = linear(0.15, 0.2, 0.05, 0.1, 0.35) = 0.3775"
+    assert net.expression == (
+        "layer1.neuron0.net = layer1.neuron0.w0*0.05 + layer1.neuron0.w1*0.1 + layer1.neuron0.b"
+        " = 0.15*0.05 + 0.2*0.1 + 0.35 = 0.3775"
+    )
     assert "layer1.neuron0.w0 = 0.15" in net.text
     assert stepper.forward_steps[-1].expression == (
         "E = half_sse(0.751365069552316, 0.772928465321463, 0.01, 0.99) = 0.298371108760003"
@@ -124,7 +132,7 @@ def test_final_totals_are_the_engines_gradients_on_the_worked_example():
 def test_stepper_modifies_nothing():
     _, error = worked_example()
     before = [(n.data, n.grad, n.label, n.inputs) for n in tg.toposort(error)]
-    Stepper(error).to_html(include_graph=False)
+    Stepper(error).to_html()
     assert [(n.data, n.grad, n.label, n.inputs) for n in tg.toposort(error)] == before
 
 
@@ -202,52 +210,143 @@ def test_totals_after_and_parameter_steps():
 # --- HTML and the widget -------------------------------------------------------------------------
 
 
-def test_to_html_is_escaped_and_complete(monkeypatch):
-    monkeypatch.setenv("PATH", "")  # no dot: the page says why there is no drawing
+def page_steps(page: str) -> list[dict]:
+    """The steps a standalone page carries (its JSON block)."""
+    match = re.search(r'<script type="application/json" id="tgbp-steps">(.*?)</script>', page, re.DOTALL)
+    assert match
+    return json.loads(match.group(1))
+
+
+def test_to_html_is_one_self_contained_page(tmp_path):
     a = tg.Value(2.0, label="</pre><script>alert(1)</script>")
     y = a * a
-    page = Stepper(y).to_html()
-    assert "<script>" not in page
-    assert "&lt;script&gt;" in page
-    assert "graph not shown" in page
-    assert page.count("<li>") == 2
+    stepper = Stepper(y)
+    path = tmp_path / "steps.html"
+    page = stepper.to_html(path)
+    assert path.read_text(encoding="utf-8") == page
+    assert page.startswith("<!doctype html>")
+    assert "default-src 'none'" in page  # no request can leave the page
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page)  # nothing loaded from outside
+    assert page.count("<script") == 3  # two JSON blocks and the stepping code; the label is text
+    assert "alert(1)</script>" not in page
+    steps = page_steps(page)
+    assert [step["counter"] for step in steps] == ["step 1 of 2: forward 1/1", "step 2 of 2: backward 1/1"]
+    assert [step["text"] for step in steps] == [stepper.step_text(0), stepper.step_text(1)]
+    for step in steps:
+        assert f'class="node {CURRENT_CLASS}"' in step["svg"]
+        assert "<script" not in step["svg"]
+        assert step["mark"] is not None
 
 
-def test_widget_headless(dot):  # noqa: ARG001
+def test_the_step_picture_is_the_neighbourhood_at_any_size():
+    """However big the graph, a step's picture holds the node, its op and at most 8 operand boxes."""
+    mlp = MLP(64, [1], activation="sigmoid", seed=0)
+    y = mlp([0.5] * 64)
+    stepper = Stepper(y)
+    net = next(step for step in stepper.forward_steps if step.node.op == "linear")
+    svg = stepper.svg(net.index)
+    assert svg.count('class="node') == 8 + 1 + 1 + 1  # operands, "... and 121 more", the op, the node
+    assert "and 121 more operands" in svg
+    assert svg_size(svg)[0] < 1200
+
+
+def test_the_overview_marks_the_current_node():
+    _, error = worked_example()
+    stepper = Stepper(error)
+    overview = stepper.overview()
+    assert overview.description == "the whole graph"
+    node = stepper.steps[3].node
+    element = overview.ids[id(node)]
+    assert f'id="{element}"' in overview.svg
+    assert f"#{element} polygon" in overview.marked(node)
+
+
+def test_a_big_graph_steps_with_modules_collapsed_in_the_overview():
+    mlp = MLP(2, [16, 16, 1], activation="tanh", seed=0)
+    y = (mlp([0.5, -0.25]) - 1.0) ** 2
+    stepper = Stepper(y)
+    assert len(tg.toposort(y)) > 400
+    overview = stepper.overview()
+    assert overview.description == "modules drawn as single boxes"
+    assert svg_size(overview.svg)[1] < 5000
+    first_weight = mlp.layers[0].neurons[0].w[0]
+    assert overview.ids[id(first_weight)].startswith("g")
+    for i in (0, len(stepper) // 2, len(stepper) - 1):
+        assert svg_size(stepper.svg(i))[0] < 1200
+
+
+def test_counter_and_slider_count_from_one():
+    _, error = worked_example()
+    stepper = Stepper(error)
+    assert stepper.counter(0) == "step 1 of 18: forward 1/9"
+    assert stepper.counter(9) == "step 10 of 18: backward 1/9"
+    assert stepper.step_text(9).startswith("[step 10/18] backward 1/9")
+
+
+def test_linear_reads_as_w_dot_x_plus_b():
+    _, error = worked_example()
+    text = Stepper(error).step_text(0)
+    assert "layer1.neuron0.net = layer1.neuron0.w0*0.05 + layer1.neuron0.w1*0.1 + layer1.neuron0.b" in text
+    assert "= 0.15*0.05 + 0.2*0.1 + 0.35 = 0.3775" in text
+
+
+def test_widget_headless():
     pytest.importorskip("ipywidgets")
     _, error = worked_example()
     stepper = Stepper(error)
     box = stepper.widget()
-    assert box.slider.max == len(stepper) - 1
-    first_text, first_graph = box.arithmetic.value, box.graph.value
-    assert "<svg" in first_graph
-    assert "#fde047" in first_graph  # the current node is highlighted
+    assert (box.slider.min, box.slider.max, box.slider.value) == (1, len(stepper), 1)
+    assert "step 1 of 18" in box.counter.value
+    first_text, first_view = box.arithmetic.value, box.view.value
+    assert CURRENT_CLASS in first_view
+    assert "data:image/svg+xml;base64," in box.overview.value
     box.next_button.click()
-    assert box.slider.value == 1
+    assert box.slider.value == 2
+    assert "step 2 of 18" in box.counter.value
     assert box.arithmetic.value != first_text
-    assert box.graph.value != first_graph
+    assert box.view.value != first_view
     box.previous_button.click()
     box.previous_button.click()
-    assert box.slider.value == 0
+    assert box.slider.value == 1
     assert box.arithmetic.value == first_text
-    box.slider.value = len(stepper) - 1
+    box.slider.value = len(stepper)
     assert "backward 9/9" in box.arithmetic.value
     box.next_button.click()
-    assert box.slider.value == len(stepper) - 1
+    assert box.slider.value == len(stepper)
     target = stepper.parameter_steps()["layer2.neuron0.w0"]
-    box.dropdown.value = target
-    assert box.slider.value == target
-    assert box.dropdown.value == -1
+    box.search.value = "layer2.neuron0.w0"
+    assert box.slider.value == target + 1
     assert "layer2.neuron0.w0" in box.arithmetic.value
 
 
-def test_widget_without_dot_shows_text(monkeypatch):
+def test_widget_search_is_in_natural_order():
     pytest.importorskip("ipywidgets")
-    monkeypatch.setenv("PATH", "")
+    mlp = MLP(12, [1], seed=0)
+    box = Stepper(mlp([0.1] * 12)).widget()
+    weights = [name for name in box.search.options if ".w" in name]
+    assert weights[:3] == ["layer1.neuron0.w0", "layer1.neuron0.w1", "layer1.neuron0.w2"]
+    assert weights.index("layer1.neuron0.w2") < weights.index("layer1.neuron0.w10")
+
+
+def test_stored_widget_shows_a_picture_not_its_repr():
+    """Opened untrusted or without a kernel, the widget's output shows its first step as pictures."""
+    pytest.importorskip("ipywidgets")
+    box = Stepper(tg.Value(2.0, label="a") * 3).widget()
+    bundle = box._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    page = bundle["text/html"]
+    assert 'alt="tinygrad_bp graph: step 1 of 2' in page
+    assert "<svg" not in page
+    assert "VBox" not in bundle["text/plain"]
+
+
+def test_widget_without_a_layout_program_shows_text(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    monkeypatch.setenv("TINYGRAD_BP_LAYOUT", "none")
     a = tg.Value(2.0, label="a")
     box = Stepper(a * a + a).widget()
-    assert "graph not shown" in box.graph.value
-    assert "apt-get install graphviz" in box.graph.value
+    assert "graph not drawn" in box.view.value
+    assert "pip install graphviz-pure" in box.view.value
     before = box.arithmetic.value
     box.next_button.click()
     assert box.arithmetic.value != before
@@ -266,11 +365,10 @@ def test_ipython_display_chooses_widget_or_html(monkeypatch):
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", shown.append)
-    monkeypatch.setenv("PATH", "")
     stepper = Stepper(tg.Value(2.0, label="a") * 3)
     stepper._ipython_display_()
     assert hasattr(shown[-1], "next_button")
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # import ipywidgets now fails
     stepper._ipython_display_()
     assert isinstance(shown[-1], IPython.display.HTML)
-    assert "Backward pass" in shown[-1].data
+    assert "step 1 of 2" in shown[-1].data

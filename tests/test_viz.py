@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import xml.etree.ElementTree as ET
@@ -12,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_bp as tg
-from tinygrad_bp import viz
-from tinygrad_bp.errors import GraphTooLargeError, GraphvizNotFoundError
+from tinygrad_bp import display, layout, viz
+from tinygrad_bp.errors import GraphTooLargeError, GraphvizNotFoundError, LayoutError
 from tinygrad_bp.nn import MLP
 from tinygrad_bp.worked_example import build as build_worked_example
 
@@ -108,11 +109,12 @@ def test_draw_dot_needs_no_dot_binary(monkeypatch):
     assert viz.to_dot(y) == viz.draw_dot(y).source
 
 
-def test_to_svg_without_dot_says_how_to_install(monkeypatch):
-    monkeypatch.setenv("PATH", "")
+def test_to_svg_without_any_layout_program_says_how_to_get_one(monkeypatch):
+    monkeypatch.setenv("TINYGRAD_BP_LAYOUT", "none")
     with pytest.raises(GraphvizNotFoundError) as info:
         viz.to_svg(tg.Value(1.0) * 2)
     message = str(info.value)
+    assert "pip install graphviz-pure" in message
     assert "apt-get install graphviz" in message
     assert "brew install graphviz" in message
     assert "conda" in message
@@ -120,14 +122,42 @@ def test_to_svg_without_dot_says_how_to_install(monkeypatch):
         viz.to_png(tg.Value(1.0) * 2)
 
 
-def test_show_without_dot_falls_back_to_escaped_source(monkeypatch):
+def test_without_system_dot_graphviz_pure_draws(monkeypatch):
+    """A fresh machine has no Graphviz: the graphviz-pure that pip installs with us lays out instead."""
     monkeypatch.setenv("PATH", "")
-    view = viz.show(tg.Value(1.0, label="<b>x</b>") * 2)
-    assert view._repr_svg_() is None
-    page = view._repr_html_()
-    assert "apt-get install graphviz" in page
-    assert "<b>x</b>" not in page
-    assert "&amp;lt;b&amp;gt;" in page  # the DOT source (escaped once for DOT, once for HTML)
+    program = layout.find_program()
+    assert program is not None, "graphviz-pure is a dependency and should be installed beside Python"
+    assert "graphviz-pure" in program
+    y = tg.Value(2.0, label="a") * tg.Value(-3.0, label="b")
+    root = parse(viz.to_svg(y))
+    assert {"a", "b"} <= {t for g in groups(root, "node") for t in texts(g)}
+    assert viz.to_png(y).startswith(b"\x89PNG")
+    bundle = viz.draw_dot(y)._repr_mimebundle_()
+    assert "data:image/svg+xml;base64," in bundle["text/html"]
+
+
+def test_layout_program_failure_is_a_layout_error(monkeypatch, tmp_path):
+    broken = tmp_path / "broken-dot"
+    broken.write_text("#!/bin/sh\necho 'syntax error near line 1' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("TINYGRAD_BP_LAYOUT", str(broken))
+    with pytest.raises(LayoutError, match=r"exit 3.*syntax error"):
+        viz.to_svg(tg.Value(1.0) * 2)
+    bundle = viz.show(tg.Value(1.0) * 2)._repr_mimebundle_()
+    assert "graph not drawn" in bundle["text/plain"]
+
+
+def test_show_without_any_program_is_a_note_with_escaped_source(monkeypatch):
+    monkeypatch.setenv("TINYGRAD_BP_LAYOUT", "none")
+    y = tg.Value(1.0, label="<b>x</b>") * 2
+    for shown in (viz.show(y), viz.draw_dot(y)):
+        bundle = shown._repr_mimebundle_()
+        assert set(bundle) == {"text/html", "text/plain"}
+        assert "graph not drawn" in bundle["text/plain"]
+        page = bundle["text/html"]
+        assert "pip install graphviz-pure" in page
+        assert "<b>x</b>" not in page
+        assert "&amp;lt;b&amp;gt;" in page  # the DOT source (escaped once for DOT, once for HTML)
 
 
 def test_save_dot_source_needs_no_binary(tmp_path, monkeypatch):
@@ -420,12 +450,53 @@ def test_save_svg_png_pdf(dot, tmp_path):  # noqa: ARG001
     assert viz.to_png(y).startswith(b"\x89PNG")
 
 
-def test_show_displays_inline_svg(dot):  # noqa: ARG001
-    view = viz.show(tg.Value(2.0, label="a") * 3)
-    svg = view._repr_svg_()
-    assert svg.startswith("<svg")
-    parse(svg)
-    assert view._repr_html_().startswith("<div><svg")
+def picture_text(bundle) -> str:
+    """The SVG document inside a picture bundle's <img> data URI."""
+    match = re.search(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', bundle["text/html"])
+    assert match, bundle["text/html"][:200]
+    return base64.b64decode(match.group(1)).decode("utf-8")
+
+
+def picture_of(bundle) -> ET.Element:
+    """The SVG inside a picture bundle's <img> data URI, parsed."""
+    return parse(picture_text(bundle))
+
+
+def test_show_and_draw_dot_display_as_pictures_an_untrusted_notebook_keeps():
+    """An <img> of the SVG (a data URI) and a PNG: the forms a sanitised, untrusted notebook shows."""
+    y = tg.Value(2.0, label="a") * 3
+    for shown in (viz.show(y), viz.draw_dot(y)):
+        bundle = shown._repr_mimebundle_()
+        assert set(bundle) == {"text/html", "image/png", "text/plain"}
+        assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+        assert bundle["text/plain"].startswith("tinygrad_bp graph")
+        assert 'alt="tinygrad_bp graph' in bundle["text/html"]
+        assert "<svg" not in bundle["text/html"]  # only the <img>: nothing for a sanitiser to strip
+        root = picture_of(bundle)
+        assert "a" in [t for g in groups(root, "node") for t in texts(g)]
+        width, height = display.svg_size(picture_text(bundle))
+        assert f'width="{width}" height="{height}"' in bundle["text/html"]
+
+
+@pytest.mark.parametrize("text", HOSTILE[:4])
+def test_hostile_labels_stay_inert_in_the_picture_bundle(text):
+    bundle = viz.draw_dot(hostile_graph(text))._repr_mimebundle_()
+    assert "<script" not in bundle["text/html"]
+    assert no_script(picture_of(bundle))
+
+
+def test_the_drawing_is_still_a_digraph_with_element_ids():
+    model, error = worked_example()
+    graph = viz.draw_dot(error)
+    assert isinstance(graph, graphviz.Digraph)
+    ids = viz.element_ids(error)
+    svg = viz.to_svg(error)
+    for element in set(ids.values()):
+        assert f'id="{element}"' in svg
+    collapsed = viz.element_ids(error, collapse=["layer1"])
+    w1 = model.layers[0].neurons[0].w[0]
+    assert collapsed[id(w1)] == "g0"
+    assert f'id="{collapsed[id(w1)]}"' in viz.to_svg(error, collapse=["layer1"])
 
 
 # --- hostile labels -----------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -78,18 +77,24 @@ def _forward_rows(example: Any) -> list[tuple[str, str]]:
     return [(name, f"{computed[name]:.15f}") for name in FORWARD]
 
 
-def _write_graph(root: Any, out_dir: Path) -> None:
-    """Write the graph as SVG, or as DOT with a note when Graphviz's dot is missing."""
-    from . import viz
+def _write_pictures(root: Any, out_dir: Path) -> None:
+    """Write the graph (SVG) and the step-through page; DOT and a note if no layout program exists."""
+    from . import layout, viz
+    from .stepper import Stepper
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    if shutil.which("dot"):
-        path = viz.save(root, out_dir / "worked_example.svg", edge_labels=True)
-        print(f"The graph, with each edge's local derivative: {path.resolve()}")
-    else:
+    program = layout.find_program()
+    if program is None:
         path = viz.save(root, out_dir / "worked_example.dot", edge_labels=True)
         print(f"The graph as DOT source: {path.resolve()}")
-        print(f"  (for SVG, install Graphviz: {viz.INSTALL_GRAPHVIZ}; then: dot -Tsvg {path} -o graph.svg)")
+        print(f"  (no picture: {viz.INSTALL_GRAPHVIZ})")
+        return
+    path = viz.save(root, out_dir / "worked_example.svg", edge_labels=True)
+    print(f"The graph, with each edge's local derivative (open it in a browser): {path.resolve()}")
+    page = out_dir / "worked_example_steps.html"
+    Stepper(root).to_html(page)
+    print(f"Both passes step by step (open it in a browser; arrow keys step): {page.resolve()}")
+    print(f"  (laid out by {Path(program).name})")
 
 
 def demo(out_dir: Path, steps: int, progress: bool) -> int:
@@ -120,7 +125,7 @@ def demo(out_dir: Path, steps: int, progress: bool) -> int:
         for i, w in enumerate(example.weights)
     ]
     _table(rows, ("weight", "old", "dE/dw", "new"))
-    _write_graph(error, out_dir)
+    _write_pictures(error, out_dir)
 
     _heading(f"Training: {steps:,} steps of gradient descent")
     optimizer = example.optimizer()

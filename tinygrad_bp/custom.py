@@ -23,6 +23,10 @@ from .value import Value, apply
 
 __all__ = ["custom_op"]
 
+# The names custom_op has registered: defining one of them again replaces it (a notebook cell
+# that defines an operation can be run twice); the built-in operations' names stay taken.
+_CUSTOM_NAMES: set[str] = set()
+
 
 def custom_op(
     name: str,
@@ -41,12 +45,17 @@ def custom_op(
     the functions ``tinygrad_bp.exp``, ``log``, ...), which work on floats
     and on Values alike. ``arity`` defaults to the number of parameters of
     ``forward``.
+
+    Calling ``custom_op`` again with the name of an earlier custom operation
+    replaces that definition (so a notebook cell can be run twice); Values
+    already recorded with the name then use the new rule. The name of a
+    built-in operation (``"+"``, ``"exp"``, ...) raises ValueError.
     """
     if not isinstance(name, str) or not name:
         msg = "custom_op: name must be a non-empty str"
         raise ValueError(msg)
-    if name in RULES:
-        msg = f"custom_op: an operation named {name!r} already exists"
+    if name in RULES and name not in _CUSTOM_NAMES:
+        msg = f"custom_op: {name!r} is a built-in operation and already exists; choose another name"
         raise ValueError(msg)
     if arity is None:
         arity = forward.__code__.co_argcount if hasattr(forward, "__code__") else None
@@ -59,7 +68,8 @@ def custom_op(
             raise TypeError(msg)
         return partials
 
-    register(Rule(name, arity, forward, local, formula or f"user-defined derivative of {name}"))
+    register(Rule(name, arity, forward, local, formula or f"user-defined derivative of {name}"), replace=True)
+    _CUSTOM_NAMES.add(name)
 
     def operation(*operands: Any) -> Value:
         return apply(name, *operands)

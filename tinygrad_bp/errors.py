@@ -12,6 +12,7 @@ __all__ = [
     "GradcheckError",
     "GraphTooLargeError",
     "GraphvizNotFoundError",
+    "LayoutError",
     "NonDifferentiableError",
     "OperationOverflowError",
     "TapeMismatchError",
@@ -71,7 +72,11 @@ class GraphTooLargeError(TinygradBPError, ValueError):
 
 
 class GraphvizNotFoundError(TinygradBPError, RuntimeError):
-    """Graphviz's ``dot`` program is needed (SVG/PNG output) but is not installed."""
+    """A layout program is needed (SVG/PNG output) but neither ``dot`` nor ``graphviz-pure`` is installed."""
+
+
+class LayoutError(TinygradBPError, RuntimeError):
+    """The layout program (``dot`` or ``graphviz-pure``) failed on a drawing; its message is included."""
 
 
 class TapeMismatchError(TinygradBPError, RuntimeError):

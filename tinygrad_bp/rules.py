@@ -47,9 +47,9 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def register(rule: Rule) -> Rule:
-    """Add ``rule`` to the table; an operation's name can be taken only once."""
-    if rule.name in RULES:
+def register(rule: Rule, *, replace: bool = False) -> Rule:
+    """Add ``rule`` to the table; a name already taken is refused unless ``replace`` is True."""
+    if rule.name in RULES and not replace:
         msg = f"an operation named {rule.name!r} already has a rule"
         raise ValueError(msg)
     RULES[rule.name] = rule

@@ -24,20 +24,24 @@ highlighted, or as static HTML when ipywidgets is not installed.
 
 from __future__ import annotations
 
-import html
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Union
 
 from .engine import toposort
-from .errors import GraphTooLargeError, GraphvizNotFoundError
+from .errors import GraphvizNotFoundError, LayoutError
 from .explain import NodeNames, local_derivatives
+from .stepper_page import standalone_page, static_step
+from .stepper_view import Overview, build_overview, neighbourhood_svgs
 from .value import Value
-from .viz import draw_dot, render
 
 __all__ = ["BackwardStep", "Contribution", "ForwardStep", "Stepper"]
 
 _INFIX = frozenset({"+", "-", "*", "/", "**"})
+
+_NOT_BUILT = object()
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,22 @@ class ForwardStep:
         values = [x.data for x in node.inputs]
         if node.op in _INFIX and len(values) == 2:
             middle = f"{fmt.operand(values[0])} {node.op} {fmt.operand(values[1])}"
+        elif node.op == "linear":
+            return self._linear_expression()
         else:
             middle = f"{node.op}({', '.join(fmt.number(v) for v in values)})"
         return f"{fmt.names(node)} = {middle} = {fmt.number(node.data)}"
+
+    def _linear_expression(self) -> str:
+        """``net = w0*x0 + w1*x1 + b = 0.15*0.05 + 0.2*0.1 + 0.35 = 0.3775``: w . x + b with its terms."""
+        fmt, node = self._format, self.node
+        n = (len(node.inputs) - 1) // 2
+        w, x, b = node.inputs[:n], node.inputs[n : 2 * n], node.inputs[-1]
+        names = [f"{fmt.names(wi)}*{fmt.names(xi)}" for wi, xi in zip(w, x)]
+        numbers = [f"{fmt.operand(wi.data)}*{fmt.operand(xi.data)}" for wi, xi in zip(w, x)]
+        symbolic = " + ".join([*names, fmt.names(b)])
+        numeric = " + ".join([*numbers, fmt.operand(b.data)])
+        return f"{fmt.names(node)} = {symbolic} = {numeric} = {fmt.number(node.data)}"
 
     def inputs_text(self) -> str:
         """The inputs by name with their data (constants by value alone)."""
@@ -229,7 +246,8 @@ class Stepper:
             output, float(seed), fmt, len(self.forward_steps)
         )
         self.steps: list[Step] = [*self.forward_steps, *self.backward_steps]
-        self._svg_cache: dict[tuple[int, tuple[tuple[str, Any], ...]], str] = {}
+        self._svg_cache: dict[int, str] = {}
+        self._overview: Overview | object | None = _NOT_BUILT
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -295,61 +313,63 @@ class Stepper:
                     found[self.names(c.input)] = step.index
         return dict(sorted(found.items(), key=lambda item: (item[1], item[0])))
 
-    # --- HTML and widgets -----------------------------------------------------------------
+    # --- pictures, the page and the widget --------------------------------------------------
 
-    def svg(self, i: int, **draw_options: Any) -> str:
-        """The drawing at step ``i`` (current node highlighted, running totals as grads), inline SVG.
+    def counter(self, i: int) -> str:
+        """Where step ``i`` is: ``step 3 of 40: forward 3/20`` (counted from 1, as the slider)."""
+        i = self._check_index(i)
+        if i < len(self.forward_steps):
+            part = f"forward {i + 1}/{len(self.forward_steps)}"
+        else:
+            part = f"backward {i - len(self.forward_steps) + 1}/{len(self.backward_steps)}"
+        return f"step {i + 1} of {len(self.steps)}: {part}"
 
-        Raises GraphvizNotFoundError or GraphTooLargeError as :func:`tinygrad_bp.viz.to_svg`.
+    def svg(self, i: int) -> str:
+        """The picture of step ``i``: its node (marked), its operation and its operands, as inline SVG.
+
+        See :mod:`tinygrad_bp.stepper_view`. Raises GraphvizNotFoundError without a layout program.
         """
         i = self._check_index(i)
-        key = (i, tuple(sorted((k, repr(v)) for k, v in draw_options.items())))
-        if key not in self._svg_cache:
-            step = self.steps[i]
-            options: dict[str, Any] = {"highlight": step.node, **draw_options}
-            if step.kind == "forward":
-                options.setdefault("show_grad", False)
-            else:
-                options.setdefault("grads", self.totals_after(i))
-            svg = render(draw_dot(self.output, **options), "svg").decode("utf-8")
-            self._svg_cache[key] = svg[svg.find("<svg") :]
-        return self._svg_cache[key]
+        if i not in self._svg_cache:
+            (self._svg_cache[i],) = neighbourhood_svgs(self, [i])
+        return self._svg_cache[i]
 
-    def _graph_html(self, i: int, draw_options: Mapping[str, Any]) -> str:
-        """The drawing at step ``i``, or a note saying why it is not shown."""
-        try:
-            return self.svg(i, **draw_options)
-        except (GraphvizNotFoundError, GraphTooLargeError) as error:
-            return f"<p><i>(graph not shown: {html.escape(str(error))})</i></p>"
+    def all_svgs(self) -> list[str]:
+        """The pictures of every step, laid out by one run of the layout program."""
+        missing = [i for i in range(len(self.steps)) if i not in self._svg_cache]
+        for i, svg in zip(missing, neighbourhood_svgs(self, missing)):
+            self._svg_cache[i] = svg
+        return [self._svg_cache[i] for i in range(len(self.steps))]
 
-    def step_html(self, i: int) -> str:
-        """Step ``i``'s arithmetic as escaped HTML."""
-        return f"<pre>{html.escape(self.step_text(i))}</pre>"
+    def overview(self) -> Overview | None:
+        """The whole graph drawn once, small (None when too big even collapsed, or no layout program)."""
+        if self._overview is _NOT_BUILT:
+            try:
+                self._overview = build_overview(self.output)
+            except (GraphvizNotFoundError, LayoutError):
+                self._overview = None
+        return self._overview  # type: ignore[return-value]
 
-    def to_html(self, *, include_graph: bool = True, **draw_options: Any) -> str:
-        """Every step as a static HTML page fragment (escaped), the drawing first if ``dot`` is there."""
-        parts = ['<div class="tinygrad-bp-stepper">']
-        if include_graph and self.steps:
-            parts.append(self._graph_html(len(self.steps) - 1, draw_options))
-        for title, steps in (("Forward pass", self.forward_steps), ("Backward pass", self.backward_steps)):
-            parts.append(f"<h4>{title}</h4><ol>")
-            parts += [f"<li>{self.step_html(s.index)}</li>" for s in steps]
-            parts.append("</ol>")
-        parts.append("</div>")
-        return "".join(parts)
+    def static_html(self, i: int = 0) -> str:
+        """Step ``i`` as HTML that shows in any viewer (pictures as ``<img>``, text escaped)."""
+        return static_step(self, i)
 
-    def widget(self, **draw_options: Any) -> Any:
-        """An ipywidgets control to step through the passes.
+    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
+        """A self-contained page that steps through both passes, with buttons and the arrow keys.
 
-        Previous/next buttons, a step slider and a parameter menu over the
-        drawing (current node highlighted), with the step's arithmetic beside
-        it. ``draw_options`` go to :func:`tinygrad_bp.viz.draw_dot` (e.g. ``collapse=``).
-        Without ``dot`` the drawing is replaced by a note and the text still
-        works. The returned VBox carries the controls as attributes
-        ``previous_button``, ``next_button``, ``slider``, ``dropdown``,
-        ``graph`` and ``arithmetic``.
+        No kernel and no network: the pictures and a few lines of script are
+        inside the page. With ``path``, the page is also written there.
         """
-        return _build_widget(self, draw_options)
+        page = standalone_page(self)
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
+
+    def widget(self) -> Any:
+        """An ipywidgets control to step through the passes (see :mod:`tinygrad_bp.stepper_widget`)."""
+        from .stepper_widget import build_widget
+
+        return build_widget(self)
 
     def _ipython_display_(self) -> None:
         from IPython.display import HTML, display
@@ -357,56 +377,6 @@ class Stepper:
         try:
             import ipywidgets  # noqa: F401
         except ImportError:
-            display(HTML(self.to_html()))
+            display(HTML(self.static_html(0)))
         else:
             display(self.widget())
-
-
-def _build_widget(stepper: Stepper, draw_options: Mapping[str, Any]) -> Any:
-    """The ipywidgets control of :meth:`Stepper.widget`."""
-    import ipywidgets as w
-
-    last = max(len(stepper) - 1, 0)
-    previous_button = w.Button(description="previous", icon="arrow-left", disabled=not stepper.steps)
-    next_button = w.Button(description="next", icon="arrow-right", disabled=not stepper.steps)
-    slider = w.IntSlider(value=0, min=0, max=last, description="step", disabled=not stepper.steps)
-    jumps = stepper.parameter_steps()
-    dropdown = w.Dropdown(options=[("jump to a parameter...", -1), *jumps.items()], value=-1)
-    graph = w.HTML(layout=w.Layout(width="65%", overflow="auto"))
-    arithmetic = w.HTML(layout=w.Layout(width="35%"))
-
-    def show(i: int) -> None:
-        if not stepper.steps:
-            graph.value = ""
-            arithmetic.value = f"<pre>{html.escape(str(stepper))}</pre>"
-            return
-        graph.value = stepper._graph_html(i, draw_options)
-        arithmetic.value = stepper.step_html(i)
-
-    def on_slider(change: Mapping[str, Any]) -> None:
-        show(change["new"])
-
-    def on_previous(_: Any) -> None:
-        slider.value = max(slider.value - 1, 0)
-
-    def on_next(_: Any) -> None:
-        slider.value = min(slider.value + 1, last)
-
-    def on_dropdown(change: Mapping[str, Any]) -> None:
-        if change["new"] >= 0:
-            slider.value = change["new"]
-            dropdown.value = -1
-
-    slider.observe(on_slider, names="value")
-    previous_button.on_click(on_previous)
-    next_button.on_click(on_next)
-    dropdown.observe(on_dropdown, names="value")
-    show(0)
-    box = w.VBox([w.HBox([previous_button, next_button, slider, dropdown]), w.HBox([graph, arithmetic])])
-    box.previous_button = previous_button
-    box.next_button = next_button
-    box.slider = slider
-    box.dropdown = dropdown
-    box.graph = graph
-    box.arithmetic = arithmetic
-    return box

@@ -5,9 +5,11 @@
 grad) and one small ellipse per operation between its operands and its
 result, with ONE EDGE PER OPERAND OCCURRENCE (``a * a`` draws two edges from
 ``a``, marked ``[0]`` and ``[1]``). Building the DOT source needs no Graphviz
-binary; :func:`to_svg`, :func:`to_png` and :func:`save` run Graphviz's ``dot``
-and raise :class:`~tinygrad_bp.errors.GraphvizNotFoundError` (saying how to
-install it) when it is missing. In Jupyter, :func:`show` displays inline.
+binary; :func:`to_svg`, :func:`to_png` and :func:`save` lay it out with
+Graphviz's ``dot`` when it is installed, else with ``graphviz-pure``, which
+pip installs with tinygrad_bp (see :mod:`tinygrad_bp.layout`). In Jupyter the
+Digraph itself, :func:`show` and the stepper display as a picture that an
+untrusted notebook shows too (see :mod:`tinygrad_bp.display`).
 
 Big graphs stay readable:
 
@@ -33,7 +35,6 @@ Drawing only reads the graph: no node is modified.
 
 from __future__ import annotations
 
-import html
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -43,18 +44,23 @@ from typing import Any
 
 import graphviz
 
+from . import layout
+from .display import note_bundle, picture_bundle
 from .engine import toposort
-from .errors import GraphTooLargeError, GraphvizNotFoundError
+from .errors import GraphTooLargeError, GraphvizNotFoundError, LayoutError
 from .rules import RULES
 from .value import Value
 
 __all__ = [
     "DEFAULT_MAX_NODES",
     "INSTALL_GRAPHVIZ",
+    "Drawing",
     "GraphView",
     "count_nodes",
     "displayed_text",
     "draw_dot",
+    "element_ids",
+    "mimebundle",
     "module_path",
     "render",
     "save",
@@ -66,12 +72,7 @@ __all__ = [
 
 DEFAULT_MAX_NODES = 500
 
-INSTALL_GRAPHVIZ = (
-    "Graphviz's 'dot' program was not found on PATH; it is needed to render SVG or PNG. "
-    "Install Graphviz: 'apt-get install graphviz' (Debian/Ubuntu), 'brew install graphviz' (macOS), "
-    "'conda install -c conda-forge graphviz' (conda), or see https://graphviz.org/download/. "
-    "Building the DOT source (draw_dot, to_dot) works without it."
-)
+INSTALL_GRAPHVIZ = layout.INSTALL_HINT
 
 # The formats save() writes, by file extension.
 _FORMATS = {
@@ -442,7 +443,7 @@ def _statements(plan: _Plan, style: _Style, *, cluster: bool) -> _Statements:
     for node in plan.nodes:
         path = _cluster_of(node.label, plan) if cluster else ()
         name = plan.names[id(node)]
-        out.node(path, name, _value_attrs(node, style))
+        out.node(path, name, {**_value_attrs(node, style), "id": name})
         _operation(node, name, path, plan, style, out, merged)
     exits = _exits(plan)
     for prefix, members in plan.groups.items():
@@ -451,7 +452,8 @@ def _statements(plan: _Plan, style: _Style, *, cluster: bool) -> _Statements:
         path = _cluster_of(prefix, plan) if cluster else ()
         if exits[prefix] == [] and plan.group_of.get(id(style.root)) == prefix:
             exits[prefix] = [style.root]
-        out.node(path, plan.group_name(prefix), _group_attrs(prefix, members, exits[prefix], style))
+        group = plan.group_name(prefix)
+        out.node(path, group, {**_group_attrs(prefix, members, exits[prefix], style), "id": group})
     for (tail, head), (n, lit) in merged.items():
         out.edges.append((tail, head, _edge_attrs(f"\u00d7{n}" if n > 1 else "", lit=lit)))
     return out
@@ -471,7 +473,7 @@ def _operation(
         return
     op_name = name + "_op"
     lit = id(node) in style.highlight
-    out.node(path, op_name, _op_attrs(node, style))
+    out.node(path, op_name, {**_op_attrs(node, style), "id": op_name})
     local = _local_derivatives(node) if style.edge_labels else None
     for i, x in enumerate(node.inputs):
         if id(x) not in plan.kept:
@@ -505,7 +507,7 @@ def _assemble(
     """The Digraph: nested clusters of node statements, then every edge at the top level."""
     attrs = {"rankdir": rankdir, "newrank": "true"}
     attrs.update(graph_attr or {})
-    graph = graphviz.Digraph(name="tinygrad_bp", graph_attr=attrs)
+    graph = Drawing(name="tinygrad_bp", graph_attr=attrs)
     for name, node_attrs in statements.nodes.get((), []):
         graph.node(name, **node_attrs)
     prefixes = {p[: i + 1] for p in statements.nodes if p for i in range(len(p))}
@@ -624,17 +626,58 @@ def draw_dot(
     return graph
 
 
+def element_ids(root: Value, collapse: Iterable[str] = ()) -> dict[int, str]:
+    """For each Value of ``draw_dot(root, collapse=collapse)``: the SVG id of the box standing for it.
+
+    A Value's box has the id ``v<k>`` and its operation's ellipse ``v<k>_op``; a
+    Value inside a collapsed module stands under its module's box ``g<k>``.
+    Keys are ``id(value)``.
+    """
+    plan = _plan(root, _check_collapse(collapse), [], None)
+    return {key: plan.rep(node) for node in toposort(root) for key in [id(node)] if key in plan.kept}
+
+
 def render(graph: graphviz.Digraph, fmt: str = "svg") -> bytes:
-    """Run Graphviz's ``dot`` on ``graph`` and return the output in format ``fmt``.
+    """Lay out ``graph`` (``dot``, else ``graphviz-pure``) and return it in format ``fmt``.
 
     Raises:
-        GraphvizNotFoundError: ``dot`` is not installed (the message says how to install it).
+        GraphvizNotFoundError: neither program is installed (the message says how to get one).
+        LayoutError: the program failed.
 
     """
+    return layout.run(graph.source, fmt)
+
+
+def _alt(graph: graphviz.Digraph) -> str:
+    """The text that stands for a drawing: what it is and how big."""
+    boxes = sum(1 for line in graph.source.splitlines() if "shape=none" in line)
+    return f"tinygrad_bp graph: {boxes} boxes"
+
+
+def mimebundle(graph: graphviz.Digraph, alt: str | None = None) -> dict[str, str]:
+    """``graph`` as a Jupyter mime bundle (see :mod:`tinygrad_bp.display`): picture, or a short note.
+
+    Without a layout program, or when it fails, the bundle is a one-line note
+    with the DOT source folded away, never a traceback.
+    """
     try:
-        return graph.pipe(format=fmt)
-    except graphviz.ExecutableNotFound:
-        raise GraphvizNotFoundError(INSTALL_GRAPHVIZ) from None
+        svg = _inline(render(graph, "svg").decode("utf-8"))
+        png = render(graph, "png")
+    except (GraphvizNotFoundError, LayoutError) as error:
+        return note_bundle(f"(graph not drawn: {error})", graph.source)
+    return picture_bundle(svg, png, alt or _alt(graph))
+
+
+class Drawing(graphviz.Digraph):
+    """The :class:`graphviz.Digraph` that :func:`draw_dot` returns.
+
+    It is a Digraph in every way; in Jupyter it displays through
+    :func:`mimebundle`, so the picture shows in an untrusted notebook and on a
+    machine without Graphviz (``graphviz-pure`` lays it out).
+    """
+
+    def _repr_mimebundle_(self, *_: Any, **__: Any) -> dict[str, str]:  # include/exclude: all is sent
+        return mimebundle(self)
 
 
 def to_dot(root: Value, **options: Any) -> str:
@@ -643,20 +686,20 @@ def to_dot(root: Value, **options: Any) -> str:
 
 
 def to_svg(root: Value, **options: Any) -> str:
-    """The drawing as an SVG document (needs Graphviz's ``dot``).
+    """The drawing as an SVG document (laid out by ``dot`` or ``graphviz-pure``).
 
     Raises:
-        GraphvizNotFoundError: ``dot`` is not installed.
+        GraphvizNotFoundError: neither layout program is installed.
 
     """
     return render(draw_dot(root, **options), "svg").decode("utf-8")
 
 
 def to_png(root: Value, **options: Any) -> bytes:
-    """The drawing as PNG bytes (needs Graphviz's ``dot``).
+    """The drawing as PNG bytes (laid out by ``dot`` or ``graphviz-pure``).
 
     Raises:
-        GraphvizNotFoundError: ``dot`` is not installed.
+        GraphvizNotFoundError: neither layout program is installed.
 
     """
     return render(draw_dot(root, **options), "png")
@@ -666,7 +709,8 @@ def save(root: Value, path: str | os.PathLike[str], **options: Any) -> Path:
     """Write the drawing to ``path`` in the format its extension names.
 
     ``.svg``, ``.png``, ``.pdf``, ``.jpg``/``.jpeg`` and ``.gif`` need
-    Graphviz's ``dot``; ``.dot``/``.gv`` write the DOT source and do not.
+    a layout program (``.pdf``, ``.gif`` only Graphviz's own ``dot``); ``.dot``/``.gv`` write the
+    DOT source and need none.
     Returns the path written.
     """
     target = Path(path)
@@ -690,9 +734,9 @@ def _inline(svg: str) -> str:
 
 
 class GraphView:
-    """A drawing that Jupyter displays inline as SVG (``show(root)`` in a cell).
+    """A drawing that Jupyter displays inline (``show(root)`` in a cell), through :func:`mimebundle`.
 
-    Without ``dot``, the HTML form shows the install hint and the DOT source.
+    Without a layout program it shows a note and the DOT source.
     """
 
     def __init__(self, graph: graphviz.Digraph) -> None:
@@ -705,27 +749,18 @@ class GraphView:
         return self.graph.source
 
     def svg(self) -> str:
-        """The SVG document (rendered once, needs ``dot``)."""
+        """The SVG document (laid out once)."""
         if self._svg is None:
             self._svg = render(self.graph, "svg").decode("utf-8")
         return self._svg
 
-    def _repr_svg_(self) -> str | None:
-        try:
-            return _inline(self.svg())
-        except GraphvizNotFoundError:
-            return None
-
-    def _repr_html_(self) -> str:
-        try:
-            return f"<div>{_inline(self.svg())}</div>"
-        except GraphvizNotFoundError as error:
-            return f"<div><p>{html.escape(str(error))}</p><pre>{html.escape(self.graph.source)}</pre></div>"
+    def _repr_mimebundle_(self, *_: Any, **__: Any) -> dict[str, str]:  # include/exclude: all is sent
+        return mimebundle(self.graph)
 
     def __repr__(self) -> str:
         return f"GraphView({len(self.graph.body)} DOT statements)"
 
 
 def show(root: Value, **options: Any) -> GraphView:
-    """The drawing of ``root`` as an object Jupyter displays inline (SVG); options as :func:`draw_dot`."""
+    """The drawing of ``root`` as an object Jupyter displays inline; options as :func:`draw_dot`."""
     return GraphView(draw_dot(root, **options))

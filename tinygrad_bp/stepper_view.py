@@ -1,0 +1,188 @@
+"""The pictures of one step of a :class:`~tinygrad_bp.stepper.Stepper`.
+
+Each step is shown twice:
+
+* **the neighbourhood**: the step's node, its operation and its operands, and
+  nothing else, drawn at full size. However big the graph, this picture stays
+  small (at most :data:`MAX_OPERANDS` operand boxes), so the current node and
+  its operands are always in view at a readable size. In a forward step the
+  boxes show data; in a backward step they also show the running totals of
+  the gradients after the step, and each operand edge its local derivative.
+* **the overview**: the whole graph, drawn once, in which the current node is
+  marked. A graph of more than :data:`OVERVIEW_MAX_BOXES` Values is drawn with
+  its modules collapsed (each neuron, or each layer, as one box), and with no
+  overview when even that is too big.
+
+Only the neighbourhood is laid out again at each step; marking the overview
+is a style sheet added to the SVG drawn once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import graphviz
+
+from . import layout, viz
+from .engine import toposort
+from .errors import GraphTooLargeError
+
+if TYPE_CHECKING:
+    from .stepper import Step, Stepper
+    from .value import Value
+
+__all__ = ["CURRENT_CLASS", "MAX_OPERANDS", "OVERVIEW_MAX_BOXES", "Overview", "build_overview"]
+
+MAX_OPERANDS = 8
+OVERVIEW_MAX_BOXES = 120
+
+# The class of the current node's box in the neighbourhood picture (the browser tests look for it).
+CURRENT_CLASS = "tgbp-current"
+
+_DIGITS = 4  # significant digits in the pictures (the text has them all)
+
+
+# --- the neighbourhood ------------------------------------------------------------------------
+
+
+def _box(cells: list[str], fill: str, *, bold: bool = False) -> dict[str, str]:
+    """A Value box: the name on top, the numbers in a row below it (narrow, so many fit side by side)."""
+    border = "2" if bold else "0"
+    top, numbers = cells[0], cells[1:]
+    row = "".join(f"<TD>{c}</TD>" for c in numbers)
+    span = f' COLSPAN="{len(numbers)}"' if numbers else ""
+    table = (
+        f'<TABLE BORDER="{border}" CELLBORDER="1" CELLSPACING="0" CELLPADDING="3" BGCOLOR="{fill}">'
+        f"<TR><TD{span}><B>{top}</B></TD></TR>" + (f"<TR>{row}</TR>" if numbers else "") + "</TABLE>"
+    )
+    return {"label": f"<{table}>", "shape": "none", "margin": "0"}
+
+
+def _cells(name: str, node: Value, gradient: float | None) -> list[str]:
+    """The escaped cells of a box: name, data and (in backward steps) the gradient so far."""
+    cells = [viz._html(name), f"data {viz._number(node.data, _DIGITS)}"]
+    if gradient is not None:
+        cells.append(f"grad {viz._number(gradient, _DIGITS)}")
+    return cells
+
+
+def _fill(node: Value) -> str:
+    if node.inputs:
+        return viz._COLORS["intermediate"]
+    return viz._COLORS["parameter"] if node.requires_grad else viz._COLORS["constant"]
+
+
+def _operand_edge(step: Step, i: int, repeated: bool) -> str:
+    """The text on the edge of operand occurrence ``i``: its position if repeated, its local derivative."""
+    parts = [f"[{i}]"] if repeated else []
+    if step.kind == "backward":
+        locals_ = {c.argument: c.local for c in step.contributions}
+        if i in locals_:
+            parts.append(f"\u2202 {viz._number(locals_[i], _DIGITS)}")
+    return " ".join(parts)
+
+
+def neighbourhood(stepper: Stepper, i: int) -> graphviz.Digraph:
+    """The drawing of step ``i``: its node (class ``tgbp-current``), its operation and its operands."""
+    step = stepper.steps[i]
+    node, names = step.node, stepper.names
+    totals = stepper.totals_after(i) if step.kind == "backward" else None
+    graph = graphviz.Digraph(name="step", graph_attr={"rankdir": "LR", "nodesep": "0.15"})
+    shown: dict[int, str] = {}
+    for x in node.inputs:
+        if id(x) in shown or len(shown) == MAX_OPERANDS:
+            continue
+        shown[id(x)] = name = f"x{len(shown)}"
+        grad = totals.get(x) if totals is not None and x.requires_grad else None
+        graph.node(name, **_box(_cells(names(x), x, grad), _fill(x)))
+    hidden = len({id(x) for x in node.inputs}) - len(shown)
+    if hidden:
+        graph.node("more", **_box([f"... and {hidden} more operands"], viz._COLORS["constant"]))
+        graph.edge("more", "op", style="dashed")
+    op_label = viz._html(node.op) + ("<BR/>w \u00b7 x + b" if node.op == "linear" else "")
+    graph.node(
+        "op",
+        label=f"<{op_label}>",
+        shape="ellipse",
+        style="filled",
+        fontsize="12",
+        fillcolor=viz._COLORS["highlight"],
+        height="0.3",
+        margin="0.04,0.02",
+    )
+    for k, x in enumerate(node.inputs):
+        if id(x) in shown:
+            text = _operand_edge(step, k, node.inputs.count(x) > 1)
+            graph.edge(shown[id(x)], "op", **({"label": f"<{viz._html(text)}>"} if text else {}))
+    upstream = step.upstream if step.kind == "backward" else None
+    current = _box(_cells(names(node), node, upstream), viz._COLORS["highlight"], bold=True)
+    graph.node("current", **current, **{"class": CURRENT_CLASS})
+    graph.edge("op", "current", color=viz._COLORS["highlight_edge"], penwidth="2")
+    return graph
+
+
+def neighbourhood_svgs(stepper: Stepper, indices: list[int]) -> list[str]:
+    """The neighbourhood pictures of several steps, laid out by one run of the layout program."""
+    if not indices:
+        return []
+    sources = [neighbourhood(stepper, i).source for i in indices]
+    # Graphviz writes the hyphen of a class name as &#45;: the same class, but spelled plainly here.
+    escaped = CURRENT_CLASS.replace("-", "&#45;")
+    return [viz._inline(svg).replace(escaped, CURRENT_CLASS) for svg in layout.run_many(sources)]
+
+
+# --- the overview -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The whole graph drawn once, and where each Value is in it.
+
+    ``svg`` is the drawing (an SVG document without prolog); ``ids`` maps
+    ``id(value)`` to the SVG id of the box standing for it (its own box, or
+    its collapsed module's); ``description`` says what is drawn.
+    """
+
+    svg: str
+    ids: dict[int, str]
+    description: str
+
+    def marked(self, node: Value) -> str:
+        """The overview with ``node``'s box (and its operation) marked by a style sheet."""
+        element = self.ids.get(id(node))
+        if element is None:
+            return self.svg
+        style = (
+            f"<style>#{element} polygon, #{element}_op ellipse "
+            "{fill: #fde047 !important; stroke: #dc2626 !important; stroke-width: 10px;}</style>"
+        )
+        end = self.svg.find(">", self.svg.find("<svg")) + 1
+        return self.svg[:end] + style + self.svg[end:]
+
+
+def _deepest_modules(output: Value) -> list[list[str]]:
+    """Collapse choices from finest to coarsest: every module at depth d, for d = deepest .. 1."""
+    paths = {viz.module_path(node.label) for node in toposort(output)}
+    depth = max((len(p) for p in paths), default=0)
+    return [sorted({p[d - 1] for p in paths if len(p) >= d}) for d in range(depth, 0, -1)]
+
+
+def build_overview(output: Value) -> Overview | None:
+    """The overview of ``output``'s graph (see the module doc), or None when it cannot be drawn small.
+
+    Raises:
+        GraphvizNotFoundError: no layout program.
+
+    """
+    choices: list[tuple[list[str], str]] = [([], "the whole graph")]
+    if viz.count_nodes(output, OVERVIEW_MAX_BOXES) > OVERVIEW_MAX_BOXES:
+        choices = [(c, "modules drawn as single boxes") for c in _deepest_modules(output)]
+    for collapse, description in choices:
+        try:
+            graph = viz.draw_dot(output, collapse=collapse, show_grad=False, max_nodes=OVERVIEW_MAX_BOXES)
+        except GraphTooLargeError:
+            continue
+        svg = viz._inline(viz.render(graph, "svg").decode("utf-8"))
+        return Overview(svg, viz.element_ids(output, collapse), description)
+    return None

@@ -1,0 +1,144 @@
+"""The stepper as an ipywidgets control, for a live Jupyter kernel.
+
+A row of controls (previous / next, a slider counting steps from 1 like the
+text, the counter ``step 3 of 40: forward 3/20``, a searchable parameter box
+in natural order: ``w2`` before ``w10``), then the step's neighbourhood (the
+current node and its operands, always in view at full size) beside a small
+overview of the whole graph, then the step's arithmetic on lines that never
+wrap.
+
+Stored in a notebook and opened without a kernel (or untrusted), the control
+shows :func:`~tinygrad_bp.stepper_page.static_step` instead: its first step
+as pictures and text, never the widget's ``repr``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+
+from .errors import GraphvizNotFoundError, LayoutError
+from .stepper_page import static_step
+from .viz import _natural
+
+if TYPE_CHECKING:
+    from .stepper import Stepper
+
+__all__ = ["StepperWidget", "build_widget"]
+
+# The step's picture is shrunk to the pane when wider (it is small: the text stays readable).
+_FIT = "<style>.tgbp-view svg {max-width: 100%; height: auto}</style>"
+_TEXT_STYLE = "white-space:pre; overflow-x:auto; margin:0; font-size:12px; line-height:1.35"
+
+
+class StepperWidget(w.VBox):
+    """The stepper's control: a VBox whose stored form is a picture of its first step."""
+
+    def __init__(self, stepper: Stepper, children: list[Any], fallback: str) -> None:
+        super().__init__(children)
+        self.stepper = stepper
+        self._fallback = fallback
+        self.add_class("tinygrad-bp-stepper")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        bundle["text/html"] = self._fallback
+        bundle["text/plain"] = repr(self.stepper)
+        return bundle
+
+
+def _picture(stepper: Stepper, i: int) -> str:
+    try:
+        return stepper.svg(i)
+    except (GraphvizNotFoundError, LayoutError) as error:
+        return f"<p><i>(graph not drawn: {html.escape(str(error))})</i></p>"
+
+
+def _overview(stepper: Stepper, i: int) -> str:
+    overview = stepper.overview()
+    if overview is None:
+        return "<p><i>(no overview: the graph is too big to draw whole)</i></p>"
+    return (
+        f"<div style='font-size:11px; color:#555'>overview: {html.escape(overview.description)}</div>"
+        f"<img style='width:100%; height:auto' alt='tinygrad_bp graph: overview' "
+        f"src='data:image/svg+xml;base64,{_base64(overview.marked(stepper.steps[i].node))}'>"
+    )
+
+
+def _base64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def build_widget(stepper: Stepper) -> StepperWidget:
+    """The control of :meth:`Stepper.widget` (see the module doc).
+
+    The returned widget carries its parts as attributes: ``previous_button``,
+    ``next_button``, ``slider`` (1 .. number of steps), ``counter``,
+    ``search`` (a Combobox of parameter names), ``view``, ``overview`` and
+    ``arithmetic``.
+    """
+    n = len(stepper)
+    previous_button = w.Button(description="previous", icon="arrow-left", disabled=n == 0)
+    next_button = w.Button(description="next", icon="arrow-right", disabled=n == 0)
+    slider = w.IntSlider(value=1, min=1, max=max(n, 1), description="step", disabled=n == 0)
+    counter = w.HTML()
+    jumps = stepper.parameter_steps()
+    names = sorted(jumps, key=_natural)
+    search = w.Combobox(
+        options=names,
+        placeholder="jump to a parameter (type to search)",
+        ensure_option=True,
+        layout=w.Layout(width="260px"),
+    )
+    frame = {"overflow": "auto", "max_height": "560px", "border": "1px solid #ddd"}
+    view = w.HTML(layout=w.Layout(flex="3 1 0", **frame))
+    view.add_class("tgbp-view")
+    overview = w.HTML(layout=w.Layout(flex="2 1 0", border="1px solid #ddd"))
+    arithmetic = w.HTML(layout=w.Layout(width="100%"))
+
+    def show(step: int) -> None:
+        i = step - 1
+        if n == 0:
+            arithmetic.value = f"<pre style='{_TEXT_STYLE}'>{html.escape(str(stepper))}</pre>"
+            return
+        counter.value = f"<b class='tgbp-counter'>{html.escape(stepper.counter(i))}</b>"
+        picture = _picture(stepper, i)
+        view.value = f"<div style='width:100%'>{_FIT}{picture}</div>"
+        overview.value = _overview(stepper, i)
+        arithmetic.value = f"<pre style='{_TEXT_STYLE}'>{html.escape(stepper.step_text(i))}</pre>"
+
+    def on_slider(change: Mapping[str, Any]) -> None:
+        show(change["new"])
+
+    def on_previous(_: Any) -> None:
+        slider.value = max(slider.value - 1, 1)
+
+    def on_next(_: Any) -> None:
+        slider.value = min(slider.value + 1, max(n, 1))
+
+    def on_search(change: Mapping[str, Any]) -> None:
+        if change["new"] in jumps:
+            slider.value = jumps[change["new"]] + 1
+
+    slider.observe(on_slider, names="value")
+    previous_button.on_click(on_previous)
+    next_button.on_click(on_next)
+    search.observe(on_search, names="value")
+    show(1)
+    controls = w.HBox([previous_button, next_button, slider, counter])
+    panes = w.HBox([view, overview], layout=w.Layout(width="100%", align_items="flex-start"))
+    box = StepperWidget(stepper, [controls, w.HBox([search]), panes, arithmetic], static_step(stepper, 0))
+    box.previous_button, box.next_button, box.slider = previous_button, next_button, slider
+    box.counter, box.search, box.view, box.overview, box.arithmetic = (
+        counter,
+        search,
+        view,
+        overview,
+        arithmetic,
+    )
+    return box
