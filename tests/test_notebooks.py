@@ -124,15 +124,19 @@ def test_notebooks_run_on_this_interpreter_in_the_given_directory(builder, nbfor
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPECTED)
-def test_notebook_runs_top_to_bottom(name, builder, nbformat, tmp_path):
+def test_notebook_runs_top_to_bottom_twice_in_one_kernel(name, builder, nbformat, tmp_path):
+    """A reader's Run All, then Run All again in the same kernel (custom ops are defined twice, ...)."""
     path = NOTEBOOK_DIR / name
     before = path.read_bytes()
     nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:  # start from a clean slate, as a reader would
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    for cell in code:  # start from a clean slate, as a reader would
+        cell.outputs = []
+        cell.execution_count = None
+    again = [nbformat.v4.new_code_cell(cell.source) for cell in code]
+    nb.cells = [*nb.cells, *again]
     builder.execute(nb, tmp_path)  # raises CellExecutionError on failure
     assert not _errors(nb), _errors(nb)
+    assert again[-1].execution_count == 2 * len(code)
     assert path.read_bytes() == before, "executing a notebook must not touch the stored file"
     assert not any(p.suffix == ".ipynb" for p in tmp_path.iterdir())

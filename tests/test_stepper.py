@@ -300,7 +300,10 @@ def test_widget_headless():
     first_text, first_view = box.arithmetic.value, box.view.value
     assert CURRENT_CLASS in first_view
     assert "data:image/svg+xml;base64," in box.overview.value
+    first_marker = box.marker.value
+    assert "tgbp-marker" in first_marker
     box.next_button.click()
+    assert box.marker.value != first_marker
     assert box.slider.value == 2
     assert "step 2 of 18" in box.counter.value
     assert box.arithmetic.value != first_text

@@ -224,9 +224,7 @@ for _rule in (
     # -a: d/da = -1
     Rule("neg", 1, operator.neg, lambda out, a: (-1.0,), "d(-a)/da = -1"),
     # |a|: d/da = sign(a), 0 at a = 0 (a subgradient)
-    Rule(
-        "abs", 1, abs, lambda out, a: (1.0 if a > 0.0 else -1.0 if a < 0.0 else 0.0,), "d|a|/da = sign(a)"
-    ),
+    Rule("abs", 1, abs, lambda out, a: (1.0 if a > 0.0 else -1.0 if a < 0.0 else 0.0,), "d|a|/da = sign(a)"),
     # e^a: d/da = e^a = out
     Rule("exp", 1, math.exp, lambda out, a: (out,), "d exp(a)/da = exp(a)"),
     # log a: d/da = 1/a
@@ -244,9 +242,7 @@ for _rule in (
     # cos a: d/da = -sin a
     Rule("cos", 1, math.cos, lambda out, a: (-_sin(a),), "d cos(a)/da = -sin(a)"),
     # log(1 + e^a): d/da = s(a)
-    Rule(
-        "softplus", 1, _softplus_forward, lambda out, a: (_sigmoid_generic(a),), "d softplus(a)/da = s(a)"
-    ),
+    Rule("softplus", 1, _softplus_forward, lambda out, a: (_sigmoid_generic(a),), "d softplus(a)/da = s(a)"),
     # x_1 + ... + x_n: d/dx_i = 1
     Rule("sum", None, _sum_forward, _sum_local, "d(sum x)/dx_i = 1"),
     # w . x + b, inputs (w_1..w_n, x_1..x_n, b): d/dw_i = x_i, d/dx_i = w_i, d/db = 1

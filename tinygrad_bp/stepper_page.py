@@ -39,6 +39,10 @@ def _pictures(stepper: Stepper, i: int) -> tuple[str, str]:
     return picture, svg_img(marked, f"tinygrad_bp graph: overview ({overview.description})")
 
 
+# Lines wrap only at spaces, never inside a name (names have no spaces).
+_WRAP_AT_SPACES = "white-space:pre-wrap; overflow-wrap:normal; word-break:normal"
+
+
 def static_step(stepper: Stepper, i: int = 0) -> str:
     """Step ``i`` as HTML any viewer shows (see the module doc)."""
     if not stepper.steps:
@@ -50,7 +54,7 @@ def static_step(stepper: Stepper, i: int = 0) -> str:
         "(run the notebook to step through it, or open the page that "
         "<code>stepper.to_html(path)</code> writes)</p>"
         f'<div style="display:flex; gap:12px; align-items:flex-start">{picture}{overview}</div>'
-        f'<pre style="white-space:pre; overflow-x:auto">{html.escape(stepper.step_text(i))}</pre></div>'
+        f'<pre style="{_WRAP_AT_SPACES}">{html.escape(stepper.step_text(i))}</pre></div>'
     )
 
 
@@ -71,7 +75,8 @@ body { font-family: system-ui, sans-serif; margin: 16px; }
 .tgbp-overview svg { width: 100%; height: auto; }
 .tgbp-overview .tgbp-on polygon, .tgbp-overview .tgbp-on ellipse {
   fill: #fde047 !important; stroke: #dc2626 !important; stroke-width: 10px; }
-.tgbp-text { white-space: pre; overflow-x: auto; background: #f8f8f8; padding: 8px; font-size: 13px; }
+.tgbp-text { white-space: pre-wrap; overflow-wrap: normal; word-break: normal; overflow-x: auto;
+  background: #f8f8f8; padding: 8px; font-size: 13px; }
 .tgbp-note { color: #555; }
 """
 

@@ -19,7 +19,8 @@ is a style sheet added to the SVG drawn once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import graphviz
@@ -83,15 +84,40 @@ def _operand_edge(step: Step, i: int, repeated: bool) -> str:
     return " ".join(parts)
 
 
+def _operands_in_view(node: Value) -> list[int]:
+    """The operand positions drawn: the first :data:`MAX_OPERANDS` distinct operands.
+
+    For ``linear`` (inputs w_1..w_n, x_1..x_n, b) the pairs w_i, x_i come first and
+    the bias is always drawn, so a neuron's picture reads as w . x + b even when cut.
+    """
+    order = list(range(len(node.inputs)))
+    if node.op == "linear":
+        n = (len(node.inputs) - 1) // 2
+        order = [k for pair in zip(range(n), range(n, 2 * n)) for k in pair]
+        order.insert(0, 2 * n)  # the bias: kept when the rest is cut
+    chosen: list[int] = []
+    seen: set[int] = set()
+    for k in order:
+        if id(node.inputs[k]) not in seen and len(seen) < MAX_OPERANDS:
+            seen.add(id(node.inputs[k]))
+            chosen.append(k)
+    if node.op == "linear":  # draw the bias last, below the pairs
+        chosen.append(chosen.pop(0))
+    return chosen
+
+
 def neighbourhood(stepper: Stepper, i: int) -> graphviz.Digraph:
     """The drawing of step ``i``: its node (class ``tgbp-current``), its operation and its operands."""
     step = stepper.steps[i]
     node, names = step.node, stepper.names
     totals = stepper.totals_after(i) if step.kind == "backward" else None
-    graph = graphviz.Digraph(name="step", graph_attr={"rankdir": "LR", "nodesep": "0.15"})
+    graph = graphviz.Digraph(
+        name="step", graph_attr={"rankdir": "LR", "nodesep": "0.12"}, node_attr={"fontsize": "12"}
+    )
     shown: dict[int, str] = {}
-    for x in node.inputs:
-        if id(x) in shown or len(shown) == MAX_OPERANDS:
+    for k in _operands_in_view(node):
+        x = node.inputs[k]
+        if id(x) in shown:
             continue
         shown[id(x)] = name = f"x{len(shown)}"
         grad = totals.get(x) if totals is not None and x.requires_grad else None
@@ -147,6 +173,18 @@ class Overview:
     svg: str
     ids: dict[int, str]
     description: str
+    boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+
+    @property
+    def aspect(self) -> float:
+        """Height over width of the drawing."""
+        match = _VIEWBOX.search(self.svg)
+        return float(match.group(2)) / float(match.group(1)) if match else 1.0
+
+    def box(self, node: Value) -> tuple[float, float, float, float] | None:
+        """Where ``node``'s box is in the drawing: (left, top, width, height) in percent of its size."""
+        element = self.ids.get(id(node))
+        return None if element is None else self.boxes.get(element)
 
     def marked(self, node: Value) -> str:
         """The overview with ``node``'s box (and its operation) marked by a style sheet."""
@@ -159,6 +197,48 @@ class Overview:
         )
         end = self.svg.find(">", self.svg.find("<svg")) + 1
         return self.svg[:end] + style + self.svg[end:]
+
+
+_VIEWBOX = re.compile(r'viewBox="[-\d.]+ [-\d.]+ ([\d.]+) ([\d.]+)"')
+_TRANSLATE = re.compile(r'class="graph" transform="[^"]*translate\(([-\d.]+) ([-\d.]+)\)"')
+_NODE = re.compile(r'<g id="([^"]+)" class="node[^"]*">(.*?)</g>', re.DOTALL)
+_POINTS = re.compile(r'points="([^"]+)"')
+_ELLIPSE = re.compile(r'<ellipse[^>]*cx="([-\d.]+)" cy="([-\d.]+)" rx="([-\d.]+)" ry="([-\d.]+)"')
+
+
+def _corners(body: str) -> list[tuple[float, float]]:
+    """The corner points of the polygons and ellipses of one node's SVG group."""
+    corners = []
+    for points in _POINTS.findall(body):
+        for pair in points.split():
+            x, y = pair.split(",")
+            corners.append((float(x), float(y)))
+    for cx, cy, rx, ry in _ELLIPSE.findall(body):
+        x, y, dx, dy = float(cx), float(cy), float(rx), float(ry)
+        corners += [(x - dx, y - dy), (x + dx, y + dy)]
+    return corners
+
+
+def node_boxes(svg: str) -> dict[str, tuple[float, float, float, float]]:
+    """Each node's bounding box in a Graphviz SVG, as (left, top, width, height) in percent."""
+    size, shift = _VIEWBOX.search(svg), _TRANSLATE.search(svg)
+    if size is None or shift is None:
+        return {}
+    width, height = float(size.group(1)), float(size.group(2))
+    dx, dy = float(shift.group(1)), float(shift.group(2))
+    boxes = {}
+    for element, body in _NODE.findall(svg):
+        corners = _corners(body)
+        if corners:
+            xs = [x + dx for x, _ in corners]
+            ys = [y + dy for _, y in corners]
+            boxes[element] = (
+                100 * min(xs) / width,
+                100 * min(ys) / height,
+                100 * (max(xs) - min(xs)) / width,
+                100 * (max(ys) - min(ys)) / height,
+            )
+    return boxes
 
 
 def _deepest_modules(output: Value) -> list[list[str]]:
@@ -184,5 +264,5 @@ def build_overview(output: Value) -> Overview | None:
         except GraphTooLargeError:
             continue
         svg = viz._inline(viz.render(graph, "svg").decode("utf-8"))
-        return Overview(svg, viz.element_ids(output, collapse), description)
+        return Overview(svg, viz.element_ids(output, collapse), description, node_boxes(svg))
     return None

@@ -14,6 +14,7 @@ as pictures and text, never the widget's ``repr``.
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,11 @@ __all__ = ["StepperWidget", "build_widget"]
 
 # The step's picture is shrunk to the pane when wider (it is small: the text stays readable).
 _FIT = "<style>.tgbp-view svg {max-width: 100%; height: auto}</style>"
-_TEXT_STYLE = "white-space:pre; overflow-x:auto; margin:0; font-size:12px; line-height:1.35"
+# Lines wrap only at spaces, never inside a name (names have no spaces).
+_TEXT_STYLE = (
+    "white-space:pre-wrap; overflow-wrap:normal; word-break:normal; overflow-x:auto; "
+    "margin:0; font-size:12px; line-height:1.35"
+)
 
 
 class StepperWidget(w.VBox):
@@ -57,21 +62,36 @@ def _picture(stepper: Stepper, i: int) -> str:
         return f"<p><i>(graph not drawn: {html.escape(str(error))})</i></p>"
 
 
-def _overview(stepper: Stepper, i: int) -> str:
+def _overview_picture(stepper: Stepper) -> str:
+    """The overview drawn once, as an ``<img>`` the width of its pane (it never changes)."""
     overview = stepper.overview()
     if overview is None:
         return "<p><i>(no overview: the graph is too big to draw whole)</i></p>"
+    data = base64.b64encode(overview.svg.encode("utf-8")).decode("ascii")
     return (
         f"<div style='font-size:11px; color:#555'>overview: {html.escape(overview.description)}</div>"
-        f"<img style='width:100%; height:auto' alt='tinygrad_bp graph: overview' "
-        f"src='data:image/svg+xml;base64,{_base64(overview.marked(stepper.steps[i].node))}'>"
+        f"<img style='width:100%; height:auto; display:block' alt='tinygrad_bp graph: overview' "
+        f"src='data:image/svg+xml;base64,{data}'>"
     )
 
 
-def _base64(text: str) -> str:
-    import base64
-
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+def _marker(stepper: Stepper, i: int) -> str:
+    """A frame laid over the overview around step ``i``'s node (a few hundred bytes per step)."""
+    overview = stepper.overview()
+    box = None if overview is None else overview.box(stepper.steps[i].node)
+    if overview is None or box is None:
+        return ""
+    left, top, width, height = box
+    frame = (
+        f"position:absolute; left:calc({left:.3f}% - 4px); top:calc({top:.3f}% - 4px); "
+        f"width:calc({width:.3f}% + 8px); height:calc({height:.3f}% + 8px); "
+        "border:3px solid #dc2626; background:rgba(253,224,71,0.45); box-sizing:border-box"
+    )
+    return (
+        "<div style='font-size:11px'>&nbsp;</div>"
+        f"<div style='position:relative; width:100%; padding-top:{100 * overview.aspect:.3f}%'>"
+        f"<div class='tgbp-marker' style='{frame}'></div></div>"
+    )
 
 
 def build_widget(stepper: Stepper) -> StepperWidget:
@@ -79,8 +99,8 @@ def build_widget(stepper: Stepper) -> StepperWidget:
 
     The returned widget carries its parts as attributes: ``previous_button``,
     ``next_button``, ``slider`` (1 .. number of steps), ``counter``,
-    ``search`` (a Combobox of parameter names), ``view``, ``overview`` and
-    ``arithmetic``.
+    ``search`` (a Combobox of parameter names), ``view``, ``overview``, ``marker``
+    (the frame over the overview) and ``arithmetic``.
     """
     n = len(stepper)
     previous_button = w.Button(description="previous", icon="arrow-left", disabled=n == 0)
@@ -98,7 +118,19 @@ def build_widget(stepper: Stepper) -> StepperWidget:
     frame = {"overflow": "auto", "max_height": "560px", "border": "1px solid #ddd"}
     view = w.HTML(layout=w.Layout(flex="3 1 0", **frame))
     view.add_class("tgbp-view")
-    overview = w.HTML(layout=w.Layout(flex="2 1 0", border="1px solid #ddd"))
+    # The overview and its marker share one grid cell: the marker is drawn over the picture, and a
+    # step sends only the marker, never the picture again.
+    overview = w.HTML(_overview_picture(stepper), layout=w.Layout(grid_area="overview"))
+    marker = w.HTML(layout=w.Layout(grid_area="overview"))
+    overview_pane = w.GridBox(
+        [overview, marker],
+        layout=w.Layout(
+            flex="2 1 0",
+            border="1px solid #ddd",
+            grid_template_areas='"overview"',
+            grid_template_columns="100%",
+        ),
+    )
     arithmetic = w.HTML(layout=w.Layout(width="100%"))
 
     def show(step: int) -> None:
@@ -109,7 +141,7 @@ def build_widget(stepper: Stepper) -> StepperWidget:
         counter.value = f"<b class='tgbp-counter'>{html.escape(stepper.counter(i))}</b>"
         picture = _picture(stepper, i)
         view.value = f"<div style='width:100%'>{_FIT}{picture}</div>"
-        overview.value = _overview(stepper, i)
+        marker.value = _marker(stepper, i)
         arithmetic.value = f"<pre style='{_TEXT_STYLE}'>{html.escape(stepper.step_text(i))}</pre>"
 
     def on_slider(change: Mapping[str, Any]) -> None:
@@ -131,14 +163,9 @@ def build_widget(stepper: Stepper) -> StepperWidget:
     search.observe(on_search, names="value")
     show(1)
     controls = w.HBox([previous_button, next_button, slider, counter])
-    panes = w.HBox([view, overview], layout=w.Layout(width="100%", align_items="flex-start"))
+    panes = w.HBox([view, overview_pane], layout=w.Layout(width="100%", align_items="flex-start"))
     box = StepperWidget(stepper, [controls, w.HBox([search]), panes, arithmetic], static_step(stepper, 0))
     box.previous_button, box.next_button, box.slider = previous_button, next_button, slider
-    box.counter, box.search, box.view, box.overview, box.arithmetic = (
-        counter,
-        search,
-        view,
-        overview,
-        arithmetic,
-    )
+    box.counter, box.search, box.view, box.arithmetic = counter, search, view, arithmetic
+    box.overview, box.marker = overview, marker
     return box

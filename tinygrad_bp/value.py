@@ -318,7 +318,6 @@ class Value:
     def __ge__(self, other: Operand) -> bool:
         return self._data >= _data_of(other)
 
-
     # --- conversions --------------------------------------------------------
 
     def __float__(self) -> float:
