@@ -640,6 +640,27 @@ def worked_example() -> list[Cell]:
             print(f"{f.quantity:<8} after {f.steps:>6} steps: this run {ours:.15g}, exact {f.exact:.15g}")
         """),
         md("""
+        ## A graph too big to draw whole
+
+        micrograd's demo network, `MLP(2, [16, 16, 1])`, on one sample with a squared error, is
+        a graph of 408 Values: drawn whole it would be tens of thousands of pixels tall. The
+        stepper still steps through it: the left picture is always the current node's
+        neighbourhood (a neuron shows its w_i, x_i pairs and its bias; the rest are counted),
+        and the overview draws each neuron as one box.
+        """),
+        code("""
+        import tinygrad_bp
+        from tinygrad_bp import MLP
+
+        big = MLP(2, [16, 16, 1], activation="relu", seed=1337)
+        loss = (big([0.5, -0.25]) - 1.0) ** 2
+        big_stepper = Stepper(loss)
+        print(f"{len(tinygrad_bp.toposort(loss))} Values; {big_stepper!r}")
+        """),
+        code("""
+        big_stepper.widget()
+        """),
+        md("""
         **Next:** `03_minibatch_network.ipynb` trains a small network with mini-batches and
         checks the matrix form of the same formulas.
         """),
@@ -1225,7 +1246,7 @@ def execute(nb: nbformat.NotebookNode, cwd: str | Path, timeout: int = TIMEOUT) 
         resources={"metadata": {"path": str(cwd)}},
         record_timing=False,
         coalesce_streams=True,
-        store_widget_state=True,
+        store_widget_state=False,  # a stored stepper shows its text/html picture instead
     )
     client.execute()
     nb.metadata["language_info"] = {"name": "python"}  # no interpreter version: reproducible files
