@@ -1,8 +1,9 @@
 """Shared test configuration.
 
-Tests that need PyTorch or Graphviz's ``dot`` use the ``torch`` and
-``dot`` fixtures: they skip with a reason when the tool is absent, unless
-TINYGRAD_BP_REQUIRE_ORACLES=1 (set by .ci/run), where absence is a failure.
+Tests that need PyTorch, Graphviz's ``dot`` or Debian's chromium (with
+Playwright) use the ``torch``, ``dot`` and ``chromium`` fixtures: they skip
+with a reason when the tool is absent, unless TINYGRAD_BP_REQUIRE_ORACLES=1
+(set by .ci/run), where absence is a failure.
 """
 
 from __future__ import annotations
@@ -45,4 +46,20 @@ def dot() -> str:
     path = shutil.which("dot")
     if path is None:
         _missing("Graphviz's dot is not installed (apt-get install graphviz)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of Debian's chromium, drivable by Playwright; skips (or fails in CI) without them.
+
+    Never 'playwright install': the browser tests drive the system chromium.
+    """
+    path = "/usr/bin/chromium"
+    if not os.access(path, os.X_OK):
+        _missing("chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
+    try:
+        importlib.import_module("playwright.sync_api")
+    except ImportError:
+        _missing("Playwright for Python is not installed (pip install -e '.[test]')")
     return path

@@ -106,6 +106,18 @@ def test_stored_notebook_has_outputs_and_no_errors(name, nbformat):
     assert counts == list(range(1, len(cells) + 1)), f"{name} was not run top to bottom in one go: {counts}"
 
 
+@pytest.mark.parametrize("name", EXPECTED)
+def test_stored_graphs_are_pictures_an_untrusted_notebook_shows(name, nbformat):
+    """No stored HTML carries an inline <svg> (a sanitiser strips it to a wall of text); graphs are <img>."""
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            page = output.get("data", {}).get("text/html", "")
+            assert "<svg" not in page, f"{name}, cell {i}: an inline <svg> in stored HTML"
+            plain = output.get("data", {}).get("text/plain", "")
+            assert "VBox(" not in plain, f"{name}, cell {i}: a widget stored as its repr"
+
+
 def test_stored_notebooks_are_small():
     for name in EXPECTED:
         size = (NOTEBOOK_DIR / name).stat().st_size

@@ -37,10 +37,16 @@ def svg_size(svg: str) -> tuple[int, int] | None:
     return round(float(match.group(1)) * scale), round(float(match.group(3)) * scale)
 
 
-def svg_img(svg: str, alt: str) -> str:
-    """An ``<img>`` showing ``svg`` at its own size (not shrunk to the cell), in a box that scrolls."""
+def svg_img(svg: str, alt: str, *, shrink_to: int | None = None) -> str:
+    """An ``<img>`` showing ``svg`` in a box that scrolls.
+
+    At its own size (not shrunk to the cell, so the text stays readable), or,
+    with ``shrink_to``, scaled down to at most that many pixels wide (an overview).
+    """
     data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
     size = svg_size(svg)
+    if shrink_to is not None and size is not None and size[0] > shrink_to:
+        size = (shrink_to, round(size[1] * shrink_to / size[0]))
     dims = f' width="{size[0]}" height="{size[1]}"' if size else ""
     return (
         '<div class="tinygrad-bp-graph" style="overflow:auto; max-width:100%">'

@@ -36,8 +36,12 @@ def _pictures(stepper: Stepper, i: int) -> tuple[str, str]:
     if overview is None:
         return picture, ""
     marked = overview.marked(stepper.steps[i].node)
-    return picture, svg_img(marked, f"tinygrad_bp graph: overview ({overview.description})")
+    alt = f"tinygrad_bp graph: overview ({overview.description})"
+    return picture, svg_img(marked, alt, shrink_to=_OVERVIEW_WIDTH)
 
+
+# The width of the overview in a stored notebook, in CSS pixels.
+_OVERVIEW_WIDTH = 640
 
 # Lines wrap only at spaces, never inside a name (names have no spaces).
 _WRAP_AT_SPACES = "white-space:pre-wrap; overflow-wrap:normal; word-break:normal"
@@ -53,8 +57,9 @@ def static_step(stepper: Stepper, i: int = 0) -> str:
         f'<p class="tgbp-counter"><b>{html.escape(stepper.counter(i))}</b> '
         "(run the notebook to step through it, or open the page that "
         "<code>stepper.to_html(path)</code> writes)</p>"
-        f'<div style="display:flex; gap:12px; align-items:flex-start">{picture}{overview}</div>'
-        f'<pre style="{_WRAP_AT_SPACES}">{html.escape(stepper.step_text(i))}</pre></div>'
+        f"{picture}"
+        f'<pre style="{_WRAP_AT_SPACES}">{html.escape(stepper.step_text(i))}</pre>'
+        f"<p>The whole graph, the node of this step marked:</p>{overview}</div>"
     )
 
 

@@ -76,8 +76,10 @@ def _fill(node: Value) -> str:
 
 def _operand_edge(step: Step, i: int, repeated: bool) -> str:
     """The text on the edge of operand occurrence ``i``: its position if repeated, its local derivative."""
+    from .stepper import BackwardStep  # stepper imports this module
+
     parts = [f"[{i}]"] if repeated else []
-    if step.kind == "backward":
+    if isinstance(step, BackwardStep):
         locals_ = {c.argument: c.local for c in step.contributions}
         if i in locals_:
             parts.append(f"\u2202 {viz._number(locals_[i], _DIGITS)}")
@@ -141,7 +143,7 @@ def neighbourhood(stepper: Stepper, i: int) -> graphviz.Digraph:
         if id(x) in shown:
             text = _operand_edge(step, k, node.inputs.count(x) > 1)
             graph.edge(shown[id(x)], "op", **({"label": f"<{viz._html(text)}>"} if text else {}))
-    upstream = step.upstream if step.kind == "backward" else None
+    upstream = getattr(step, "upstream", None)  # a backward step's d output / d node
     current = _box(_cells(names(node), node, upstream), viz._COLORS["highlight"], bold=True)
     graph.node("current", **current, **{"class": CURRENT_CLASS})
     graph.edge("op", "current", color=viz._COLORS["highlight_edge"], penwidth="2")
@@ -193,7 +195,7 @@ class Overview:
             return self.svg
         style = (
             f"<style>#{element} polygon, #{element}_op ellipse "
-            "{fill: #fde047 !important; stroke: #dc2626 !important; stroke-width: 10px;}</style>"
+            "{fill: #fde047 !important; stroke: #dc2626 !important; stroke-width: 6px;}</style>"
         )
         end = self.svg.find(">", self.svg.find("<svg")) + 1
         return self.svg[:end] + style + self.svg[end:]

@@ -131,7 +131,7 @@ def build_widget(stepper: Stepper) -> StepperWidget:
             grid_template_columns="100%",
         ),
     )
-    arithmetic = w.HTML(layout=w.Layout(width="100%"))
+    arithmetic = w.HTML()
 
     def show(step: int) -> None:
         i = step - 1
@@ -163,7 +163,7 @@ def build_widget(stepper: Stepper) -> StepperWidget:
     search.observe(on_search, names="value")
     show(1)
     controls = w.HBox([previous_button, next_button, slider, counter])
-    panes = w.HBox([view, overview_pane], layout=w.Layout(width="100%", align_items="flex-start"))
+    panes = w.HBox([view, overview_pane], layout=w.Layout(align_items="flex-start"))
     box = StepperWidget(stepper, [controls, w.HBox([search]), panes, arithmetic], static_step(stepper, 0))
     box.previous_button, box.next_button, box.slider = previous_button, next_button, slider
     box.counter, box.search, box.view, box.arithmetic = counter, search, view, arithmetic
