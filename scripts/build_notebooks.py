@@ -450,127 +450,117 @@ def worked_example() -> list[Cell]:
         exact float64 figures beside the article's.
         """),
         code("""
-        from tinygrad_bp import Value
+        import tinygrad_bp
         from tinygrad_bp import worked_example as we
         from tinygrad_bp.explain import explain
-        from tinygrad_bp.losses import half_sse
         from tinygrad_bp.stepper import Stepper
         from tinygrad_bp.viz import show
 
-        ex = we.build()   # an MLP with the article's weights, and w1..w8 in the article's order
+        ex = we.build()   # the article's network, in the article's names
         print(ex.model)
         print("inputs", we.INPUTS, "targets", we.TARGETS)
-        print("biases", we.BIASES, "(not updated), learning rate", we.LEARNING_RATE)
-        w = {f"w{k}": p for k, p in enumerate(ex.weights, start=1)}
-        for name, p in w.items():
-            print(f"{name} = {p.data:.2f}  is  {p.label}")
+        print("biases", [f"{b.label} = {b.data}" for b in ex.biases], "(not updated), learning rate", ex.lr)
+        w = {p.label: p for p in ex.weights}
+        print(", ".join(f"{name} = {p.data:.2f}" for name, p in w.items()))
         """),
         md("""
-        In the MLP each neuron has its own bias `Value`, set to its layer's shared value; as the
-        biases are never updated, that is the same network as the article's.
+        Every node carries the article's name: `i1`, `i2`, `t1`, `t2`, `w1`..`w8`, `net_h1`,
+        `out_h1`, ..., `E_o1`, `E_o2`, `E_total`. As in the article, the two hidden neurons add
+        ONE shared `Value` `b1`, and the two outputs one `b2`.
 
         ## The forward pass
-
-        The inputs are labelled constants (`requires_grad=False`) so that they have names in
-        the drawing and in the stepper.
         """),
         code("""
-        i1 = Value(we.INPUTS[0], label="i1", requires_grad=False)
-        i2 = Value(we.INPUTS[1], label="i2", requires_grad=False)
-        out_o1, out_o2 = ex.model([i1, i2])
-        E = half_sse([out_o1, out_o2], list(we.TARGETS))
-        E.label = "E_total"
-
+        out, E = ex.forward()
         stepper = Stepper(E)
         for step in stepper.forward_steps:
             print(stepper.step_text(step.index))
         """),
         code("""
-        node = {step.node.label: step.node for step in stepper.forward_steps}
-        t1, t2 = we.TARGETS
-        ours = {
-            "net_h1": node["layer1.neuron0.net"].data,
-            "out_h1": node["layer1.neuron0.out"].data,
-            "out_h2": node["layer1.neuron1.out"].data,
-            "net_o1": node["layer2.neuron0.net"].data,
-            "out_o1": out_o1.data,
-            "out_o2": out_o2.data,
-            "E_o1": 0.5 * (t1 - out_o1.data) ** 2,
-            "E_o2": 0.5 * (t2 - out_o2.data) ** 2,
-            "E_total": E.data,
-        }
+        node = {n.label: n for n in tinygrad_bp.toposort(E) if n.label}
         print(f"{'quantity':<8} {'engine':>20} {'reference':>20} {'|difference|':>13}")
-        for name, value in ours.items():
-            ref = we.FORWARD[name]
+        for name, ref in we.FORWARD.items():
+            value = node[name].data
             print(f"{name:<8} {value:>20.15f} {ref:>20.15f} {abs(value - ref):>13.1e}")
         """),
         md("""
         ## The backward pass
 
-        After `E.backward()` every box carries its gradient. Modules are drawn as clusters
-        (`layer1`, `layer1.neuron0`, ...): the parameters of a neuron sit in its box.
+        After `E.backward()` every box carries its gradient.
         """),
         code("""
         E.backward()
         show(E)
         """),
         md(r"""
-        ### w5: one path
+        ### The deltas
 
-        $w_5$ reaches $E$ through $net_{o1}$ and $out_{o1}$ only. The stepper's backward steps
-        along that path multiply the upstream gradient by one local derivative at a time:
-        $\partial E/\partial out_{o1} = out_{o1} - t_1$, then $s'(net_{o1})$, then
-        $\partial net_{o1}/\partial w_5 = out_{h1}$.
+        The article calls $\delta_{o1} = \partial E/\partial net_{o1}$ the error of output unit
+        $o_1$: $\delta_k = (out_k - t_k)\, out_k (1 - out_k)$. A hidden unit's delta sums what
+        it receives from the layer after it: $\delta_j = out_j (1 - out_j) \sum_k \delta_k w_{jk}$.
+        The engine holds every delta: it is `net.grad`.
         """),
         code("""
-        on_path_w5 = {E, out_o1, node["layer2.neuron0.net"]}
+        for d in we.deltas(ex):
+            print(f"{d.name:<9} = {d.formula:<50} = {d.by_formula:.15f}   engine net.grad {d.engine:.15f}")
+        print(f"\\nthe article prints delta_o1 = {we.ARTICLE_CHAIN['delta_o1']}; "
+              f"net_o1.grad = {node['net_o1'].grad:.15f}")
+        """),
+        md(r"""
+        ### w5: one path
+
+        $w_5$ reaches $E_{total}$ through $E_{o1}$, $out_{o1}$ and $net_{o1}$ only. The stepper's
+        backward steps along that path multiply the upstream gradient by one local derivative
+        at a time: $\partial E_{total}/\partial E_{o1} = 1$, $\partial E_{o1}/\partial out_{o1} =
+        out_{o1} - t_1$, then $s'(net_{o1})$, then $\partial net_{o1}/\partial w_5 = out_{h1}$.
+        """),
+        code("""
+        on_path_w5 = {E, node["E_o1"], node["out_o1"], node["net_o1"]}
         for step in stepper.backward_steps:
             if step.node in on_path_w5:
                 print(stepper.step_text(step.index), end="\\n\\n")
         """),
         md("""
-        `explain` gives the same as a product of three factors: the article's
+        `explain` gives the same as a product of factors: 1 x the article's
         0.741365069552316 x 0.186815601808959 x 0.593269992107187.
         """),
         code("""
         explain(E, w["w5"])
         """),
-        code("""
-        (path,) = explain(E, w["w5"]).paths
-        names = ["dE/dout_o1", "dout_o1/dnet_o1", "dnet_o1/dw5"]
-        for name, factor in zip(names, path.factors):
-            print(f"{name:<16} {factor:.15f}   reference {we.CHAIN_RULE[name]:.15f}")
-        print(f"{'dE/dw5':<16} {w['w5'].grad:.15f}   reference {we.CHAIN_RULE['dE/dw5']:.15f}")
-        """),
         md(r"""
-        ### w1: two paths
+        ### w1: the article's chain
 
-        $out_{h1}$ feeds both outputs, so its gradient is the sum of two contributions, one
-        from each output: $\partial E_{o1}/\partial out_{h1} = 0.0553994\ldots$ and
-        $\partial E_{o2}/\partial out_{h1} = -0.0190491\ldots$. In the stepper this is the
-        running total of `layer1.neuron0.out`, which is complete only after both output
-        neurons have been visited.
+        $out_{h1}$ feeds both outputs, so the article first adds what it receives from each:
+        $\partial E/\partial out_{h1} = \partial E_{o1}/\partial out_{h1} + \partial E_{o2}/\partial out_{h1}$,
+        then multiplies by $\partial out_{h1}/\partial net_{h1}$ and $\partial net_{h1}/\partial w_1 = i_1$.
         """),
         code("""
-        h1, net_h1 = node["layer1.neuron0.out"], node["layer1.neuron0.net"]
+        print(f"{'quantity':<24} {'engine':>20} {'the article prints':>19}")
+        for name, engine, article in we.chain_w1(ex):
+            print(f"{name:<24} {engine:>20.15f} {'' if article is None else article:>19}")
+        """),
+        md("""
+        In the stepper this sum is the running total of `out_h1`, which is complete only after
+        both output neurons have been visited:
+        """),
+        code("""
+        h1, net_h1 = node["out_h1"], node["net_h1"]
         for step in stepper.backward_steps:
             if any(c.input is h1 or c.input is net_h1 or c.input is w["w1"] for c in step.contributions):
                 print(stepper.step_text(step.index), end="\\n\\n")
         """),
+        md("""
+        `explain` writes the same gradient as a sum over its two paths, one through each output:
+        """),
         code("""
         explain(E, w["w1"])
         """),
-        code("""
-        for name in ["dE_o1/dout_h1", "dE_o2/dout_h1", "dE/dout_h1", "dout_h1/dnet_h1", "dE/dw1"]:
-            print(f"{name:<16} reference {we.CHAIN_RULE[name]: .15f}")
-        print(f"{'dE/dw1':<16} engine    {w['w1'].grad: .15f}")
-        """),
         md("""
         In a live notebook, step through it yourself: *next* moves one step, and the search box
-        jumps to the step where a parameter's gradient is complete (`layer1.neuron0.w0` is w1).
-        The left picture follows the current node; the right one is the whole network with the
-        current node marked. A graph too big to draw whole still steps: the left picture stays
-        the node's neighbourhood, and the overview draws each neuron as one box.
+        jumps to the step where a parameter's gradient is complete. The left picture follows the
+        current node; the right one is the whole network with the current node marked. A graph
+        too big to draw whole still steps: the left picture stays the node's neighbourhood, and
+        the overview draws each neuron as one box.
         """),
         code("""
         stepper.widget()
@@ -586,7 +576,7 @@ def worked_example() -> list[Cell]:
         ex.optimizer().step()
         print(f"{'':<3} {'dE/dw engine':>19} {'reference':>19}   {'w after 1 step':>17} {'reference':>17}")
         for k, (p, g) in enumerate(zip(ex.weights, grads)):
-            print(f"w{k + 1:<2} {g:>19.15f} {we.GRADIENTS[k]:>19.15f}   "
+            print(f"{p.label:<3} {g:>19.15f} {we.GRADIENTS[k]:>19.15f}   "
                   f"{p.data:>17.15f} {we.UPDATED_WEIGHTS[k]:>17.15f}")
         E_after_one = ex.forward()[1].data
         print(f"\\nE_total after one step: {E_after_one:.15f} (it was {E.data:.15f})")
@@ -620,24 +610,29 @@ def worked_example() -> list[Cell]:
         plt.show()
         """),
         md("""
-        ### The exact figures beside the article's
+        ### Why the article's later figures differ: the order of the updates
 
-        The article's later figures agree with the exact float64 ones to about 6 significant
-        digits after one step and to only 3 to 6 digits after 10,000 steps. That is not an
-        error of the engine: the article computed by hand and rounded intermediate values
-        along the way, and over 10,000 steps those roundings accumulate. The forward pass, the
-        gradients and the updated weights above match the exact values to the last digit;
-        nothing here is tuned to match the article.
+        The article prints E_total = 0.291027924 after one step and 0.000035085 after 10,000;
+        the correct float64 figures are 0.291027773693599 and 3.5101878e-05. Not rounding: the
+        code the article was written from updated the output weights w5..w8 FIRST and then
+        computed the hidden-layer gradients with those NEW weights (the local derivative
+        d net_o1 / d out_h1 is w5). `train(steps, reproduce_article=True)` does exactly that,
+        and reproduces every printed digit of the article:
         """),
         code("""
+        article = we.build()
+        print(f"article order, after 1 step: E_total = {article.train(1, reproduce_article=True):.9f}")
+        article.train(9_999, reproduce_article=True)
+        (a1, a2), a_error = article.forward()
+        print(f"article order, after 10,000: E_total = {a_error.data:.9f}, "
+              f"out_o1 = {a1.data:.9f}, out_o2 = {a2.data:.9f}")
+        print()
         print(we.figures_table())
         """),
-        code("""
-        computed = {("E_total", 1): E_after_one, ("E_total", 10_000): error.data,
-                    ("out_o1", 10_000): o1.data, ("out_o2", 10_000): o2.data}
-        for f in we.ARTICLE_FIGURES:
-            ours = computed[f.quantity, f.steps]
-            print(f"{f.quantity:<8} after {f.steps:>6} steps: this run {ours:.15g}, exact {f.exact:.15g}")
+        md("""
+        The lesson: **compute every gradient from the old weights, then update them all.**
+        Updating a layer before the layers below it have used its weights changes the
+        gradients of the layers below.
         """),
         md("""
         ## A graph too big to draw whole
@@ -649,7 +644,6 @@ def worked_example() -> list[Cell]:
         and the overview draws each neuron as one box.
         """),
         code("""
-        import tinygrad_bp
         from tinygrad_bp import MLP
 
         big = MLP(2, [16, 16, 1], activation="relu", seed=1337)

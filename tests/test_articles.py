@@ -152,28 +152,54 @@ def worked():
     return ex, outs, E, nodes
 
 
-def test_4_the_network_is_the_articles():
-    ex, outs, _, nodes = worked()
+ARTICLE_NAMES = {
+    "i1", "i2", "t1", "t2", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "b1", "b2",
+    "net_h1", "out_h1", "net_h2", "out_h2", "net_o1", "out_o1", "net_o2", "out_o2",
+    "E_o1", "E_o2", "E_total",
+}  # fmt: skip
+
+
+def test_4_the_network_is_the_articles_in_its_names():
+    ex, outs, E, nodes = worked()
     assert ex.inputs == [0.05, 0.10]
     assert ex.targets == [0.01, 0.99]
     assert [w.data for w in ex.weights] == [0.15, 0.20, 0.25, 0.30, 0.40, 0.45, 0.50, 0.55]
-    assert [b.data for b in ex.biases] == [0.35, 0.35, 0.60, 0.60]  # one shared value per layer
-    assert [w.label for w in ex.weights[:2]] == ["layer1.neuron0.w0", "layer1.neuron0.w1"]
-    assert ex.weights[4].label == "layer2.neuron0.w0"  # w5 feeds o1 from h1
-    assert outs[0] is nodes["layer2.neuron0.out"]
+    assert [w.label for w in ex.weights] == [f"w{k}" for k in range(1, 9)]
+    assert set(nodes) == ARTICLE_NAMES
+    assert E.label == "E_total"
+    assert outs == [nodes["out_o1"], nodes["out_o2"]]
+    # ONE shared bias per layer, as in the article: every hidden neuron adds the same Value b1
+    b1, b2 = ex.biases
+    assert (b1.label, b1.data, b2.label, b2.data) == ("b1", 0.35, "b2", 0.60)
+    assert [n.b for n in ex.model.layers[0].neurons] == [b1, b1]
+    assert all(n.b is b1 for n in ex.model.layers[0].neurons)
+    assert all(n.b is b2 for n in ex.model.layers[1].neurons)
+    assert nodes["net_h1"].inputs[-1] is b1
+    assert nodes["net_h2"].inputs[-1] is b1
+    # w5 feeds o1 from h1: net_o1 = w5 * out_h1 + w6 * out_h2 + b2
+    assert nodes["net_o1"].inputs == (nodes["w5"], nodes["w6"], nodes["out_h1"], nodes["out_h2"], b2)
+    assert nodes["E_total"].inputs == (nodes["E_o1"], nodes["E_o2"])
+    assert len(ex.model.parameters()) == 10  # w1..w8, b1, b2: a shared bias is one parameter
+
+
+def test_4_labels_stay_the_users_to_set():
+    ex = we.build()
+    ex.weights[0].label = "my_w1"
+    _, E = ex.forward()
+    assert "my_w1" in {n.label for n in toposort(E)}
 
 
 def test_4_forward_table():
     _, outs, E, nodes = worked()
     got = {
-        "net_h1": nodes["layer1.neuron0.net"].data,
-        "out_h1": nodes["layer1.neuron0.out"].data,
-        "out_h2": nodes["layer1.neuron1.out"].data,
-        "net_o1": nodes["layer2.neuron0.net"].data,
+        "net_h1": nodes["net_h1"].data,
+        "out_h1": nodes["out_h1"].data,
+        "out_h2": nodes["out_h2"].data,
+        "net_o1": nodes["net_o1"].data,
         "out_o1": outs[0].data,
         "out_o2": outs[1].data,
-        "E_o1": half_sse(outs[0], 0.01).data,
-        "E_o2": half_sse(outs[1], 0.99).data,
+        "E_o1": nodes["E_o1"].data,
+        "E_o2": nodes["E_o2"].data,
         "E_total": E.data,
     }
     assert set(got) == set(we.FORWARD)
@@ -186,12 +212,9 @@ def test_4_forward_table():
 def test_4_chain_rule_table():
     ex, outs, E, nodes = worked()
     out_o1, out_o2 = outs
-    net_o1 = nodes["layer2.neuron0.net"]
-    out_h1 = nodes["layer1.neuron0.out"]
-    net_h1 = nodes["layer1.neuron0.net"]
+    net_o1, out_h1, net_h1 = nodes["net_o1"], nodes["out_h1"], nodes["net_h1"]
     w1, w5 = ex.weights[0], ex.weights[4]
-    E_o1 = half_sse(out_o1, 0.01)  # on the same graph
-    E_o2 = half_sse(out_o2, 0.99)
+    E_o1, E_o2 = nodes["E_o1"], nodes["E_o2"]  # the two error terms of the same graph
     got = {
         "dE/dout_o1": grad(E, [out_o1])[0],
         "dout_o1/dnet_o1": grad(out_o1, [net_o1])[0],
@@ -219,7 +242,7 @@ def test_4_all_eight_gradients_and_one_step():
     assert_all_close([w.grad for w in ex.weights], list(we.GRADIENTS))
     ex.optimizer().step()  # w = w - 0.5 dE/dw, every weight from its old value
     assert_all_close([w.data for w in ex.weights], list(we.UPDATED_WEIGHTS))
-    assert [b.data for b in ex.biases] == [0.35, 0.35, 0.60, 0.60]  # biases are not updated
+    assert [b.data for b in ex.biases] == [0.35, 0.60]  # biases are not updated
 
 
 def reference_training(steps):
@@ -260,11 +283,11 @@ def test_4_error_after_ten_thousand_steps():
     assert close(E, ref_E, rel=1e-9)  # the engine and the written-out formulas agree
     assert close(o1, ref_o1, rel=1e-11)
     assert close(o2, ref_o2, rel=1e-12)
-    assert [b.data for b in ex.biases] == [0.35, 0.35, 0.60, 0.60]
+    assert [b.data for b in ex.biases] == [0.35, 0.60]
     assert ex.steps == 10_000
 
 
-def test_4_article_figures_next_to_the_exact_ones():
+def test_4_article_figures_three_ways():
     figures = {(f.quantity, f.steps): f for f in we.ARTICLE_FIGURES}
     assert set(figures) == {("E_total", 1), ("E_total", 10_000), ("out_o1", 10_000), ("out_o2", 10_000)}
     one = figures["E_total", 1]
@@ -276,17 +299,49 @@ def test_4_article_figures_next_to_the_exact_ones():
     # the exact column is what the engine computes
     ex = we.build()
     assert close(ex.train(1), one.exact, rel=1e-14)
-    # the documented difference: about 6 digits alike after one step, about 3 after 10,000
-    assert 6 <= we.agreement(one.exact, one.article) < 7
-    for key in [("E_total", 10_000), ("out_o1", 10_000), ("out_o2", 10_000)]:
-        f = figures[key]
-        assert 3 <= we.agreement(f.exact, f.article) < 7, key
-        assert abs(f.exact - f.article) > 1e-9 * abs(f.exact)  # they do differ
+    # the article prints 9 decimals; its order reproduces every one of them, the correct order does not
+    for f in we.ARTICLE_FIGURES:
+        assert round(f.article_order, 9) == f.article, f
+        assert round(f.exact, 9) != f.article, f
     assert 3 <= we.agreement(figures["E_total", 10_000].exact, figures["E_total", 10_000].article) < 4
     table = we.figures_table()
-    assert "0.291027924" in table
-    assert "0.2910277737" in table
+    for text in ("0.291027924", "0.2910277737", "already updated", "reproduce_article=True"):
+        assert text in table
+    assert "rounded by hand" not in table
     assert we.agreement(1.0, 1.0) == math.inf
+
+
+def test_4_reproduce_article_gives_the_articles_figures():
+    """The article's code updated w5..w8 before computing the hidden-layer gradients."""
+    figures = {(f.quantity, f.steps): f for f in we.ARTICLE_FIGURES}
+    ex = we.build()
+    E1 = ex.train(1, reproduce_article=True)
+    assert close(E1, figures["E_total", 1].article_order, rel=1e-14)
+    assert round(E1, 9) == 0.291027924
+    E = ex.train(9_999, reproduce_article=True)
+    o1, o2 = (o.data for o in ex.forward()[0])
+    assert close(E, figures["E_total", 10_000].article_order, rel=1e-9)
+    assert (round(o1, 9), round(o2, 9)) == (0.015912196, 0.984065734)
+    assert f"{E:.5g}" == "3.5085e-05"
+    assert [b.data for b in ex.biases] == [0.35, 0.60]
+
+
+def test_4_reproduce_article_is_the_written_out_wrong_order():
+    """The same order with the article's formulas and no engine."""
+    w = list(we.WEIGHTS)
+    (i1, i2), (t1, t2), (b1, b2) = we.INPUTS, we.TARGETS, we.BIASES
+    h1, h2 = s(w[0] * i1 + w[1] * i2 + b1), s(w[2] * i1 + w[3] * i2 + b1)
+    o1, o2 = s(w[4] * h1 + w[5] * h2 + b2), s(w[6] * h1 + w[7] * h2 + b2)
+    d1, d2 = (o1 - t1) * o1 * (1 - o1), (o2 - t2) * o2 * (1 - o2)
+    for k, g in enumerate([d1 * h1, d1 * h2, d2 * h1, d2 * h2]):
+        w[4 + k] -= 0.5 * g  # w5..w8 first
+    e1 = (d1 * w[4] + d2 * w[6]) * h1 * (1 - h1)  # ... then the hidden deltas from the NEW w5..w8
+    e2 = (d1 * w[5] + d2 * w[7]) * h2 * (1 - h2)
+    for k, g in enumerate([e1 * i1, e1 * i2, e2 * i1, e2 * i2]):
+        w[k] -= 0.5 * g
+    ex = we.build()
+    ex.train(1, reproduce_article=True)
+    assert_all_close([p.data for p in ex.weights], w)
 
 
 def test_4_ten_thousand_step_figures_match_the_engine():
@@ -462,3 +517,30 @@ def test_7_trajectories_follow_pytorch_step_by_step(torch, start, minimum, metho
         assert close(y.data, ty, abs_=1e-14), (k, y.data, ty)
     assert (x.data, y.data) != start
     assert minimum  # the same starts as the table
+
+
+def test_4_deltas_are_the_engines_net_grads():
+    ex = we.build()
+    rows = {d.name: d for d in we.deltas(ex)}
+    assert set(rows) == {"delta_o1", "delta_o2", "delta_h1", "delta_h2"}
+    assert all(p.grad == 0.0 for p in ex.weights)  # deltas() writes no .grad
+    _, E = ex.forward()
+    E.backward()
+    nodes = {n.label: n for n in toposort(E) if n.label}
+    for name, d in rows.items():
+        assert d.engine == nodes["net_" + name.split("_")[1]].grad
+        assert close(d.by_formula, d.engine, rel=1e-14), name
+    assert round(rows["delta_o1"].engine, 9) == we.ARTICLE_CHAIN["delta_o1"]  # 0.138498562
+    assert "sum" not in rows["delta_h1"].formula
+    assert rows["delta_h1"].formula == "out_h1 (1 - out_h1) (delta_o1 w5 + delta_o2 w7)"
+
+
+def test_4_the_articles_chain_for_w1():
+    rows = {name: (engine, article) for name, engine, article in we.chain_w1(we.build())}
+    for name, key in [("dE_o1/dout_h1", "dE_o1/dout_h1"), ("dE_o2/dout_h1", "dE_o2/dout_h1"),
+                      ("dE/dout_h1 (their sum)", "dE/dout_h1")]:  # fmt: skip
+        engine, article = rows[name]
+        assert close(engine, we.CHAIN_RULE[key])
+        assert round(engine, 9) == article
+    assert close(rows["dE/dw1 (the product)"][0], we.CHAIN_RULE["dE/dw1"])
+    assert rows["dnet_h1/dw1 (= i1)"][0] == 0.05

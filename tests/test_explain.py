@@ -40,16 +40,17 @@ def close(a, b, scale):
 def test_dE_dw5_is_three_factors():
     mlp, error = worked_example()
     w5 = mlp.layers[1].neurons[0].w[0]
-    assert w5.label == "layer2.neuron0.w0"
+    assert w5.label == "w5"
     result = explain(error, w5)
     assert isinstance(result, Explanation)
     (path,) = result.paths
-    assert len(path.factors) == 3  # half_sse, sigmoid, linear
-    assert [n.op for n in path.nodes[:3]] == ["half_sse", "sigmoid", "linear"]
+    assert len(path.factors) == 4  # E_total = E_o1 + E_o2, then half_sse, sigmoid, linear
+    assert [n.label for n in path.nodes] == ["E", "E_o1", "out_o1", "net_o1", "w5"]
     assert path.nodes[0] is error
     assert path.nodes[-1] is w5
-    for got, expected in zip(path.factors, [0.741365069552316, 0.186815601808959, 0.593269992107187]):
-        assert got == pytest.approx(expected, abs=1e-12)
+    expected = [1.0, 0.741365069552316, 0.186815601808959, 0.593269992107187]  # dE/dE_o1 = 1, then the article's
+    for got, factor in zip(path.factors, expected):
+        assert got == pytest.approx(factor, abs=1e-12)
     assert path.product == pytest.approx(0.082167040564231, abs=1e-12)
     assert result.total == pytest.approx(0.082167040564231, abs=1e-12)
     assert result.total == pytest.approx(tg.grad(error, [w5])[0], rel=1e-14)
@@ -60,15 +61,15 @@ def test_dE_dw1_goes_through_both_outputs():
     w1 = mlp.layers[0].neurons[0].w[0]
     result = explain(error, w1)
     assert len(result.paths) == 2
-    through = {p.nodes[1].label: p for p in result.paths}
-    assert set(through) == {"layer2.neuron0.out", "layer2.neuron1.out"}
-    o1, o2 = through["layer2.neuron0.out"], through["layer2.neuron1.out"]
-    # dE_o1/dout_h1 and dE_o2/dout_h1: the first three factors of each path
-    assert math.prod(o1.factors[:3]) == pytest.approx(0.055399424651423, abs=1e-12)
-    assert math.prod(o2.factors[:3]) == pytest.approx(-0.019049118258278, abs=1e-12)
+    through = {p.nodes[2].label: p for p in result.paths}
+    assert set(through) == {"out_o1", "out_o2"}
+    o1, o2 = through["out_o1"], through["out_o2"]
+    # dE_o1/dout_h1 and dE_o2/dout_h1: the first four factors of each path
+    assert math.prod(o1.factors[:4]) == pytest.approx(0.055399424651423, abs=1e-12)
+    assert math.prod(o2.factors[:4]) == pytest.approx(-0.019049118258278, abs=1e-12)
     for p in (o1, o2):
-        assert p.factors[3] == pytest.approx(0.241300708572325, abs=1e-12)  # dout_h1/dnet_h1
-        assert p.factors[4] == pytest.approx(0.05, abs=1e-12)  # dnet_h1/dw1 = i1
+        assert p.factors[4] == pytest.approx(0.241300708572325, abs=1e-12)  # dout_h1/dnet_h1
+        assert p.factors[5] == pytest.approx(0.05, abs=1e-12)  # dnet_h1/dw1 = i1
     assert result.total == pytest.approx(0.000438567734474, abs=1e-12)
     assert result.total == pytest.approx(tg.grad(error, [w1])[0], rel=1e-12)
 
@@ -76,9 +77,9 @@ def test_dE_dw1_goes_through_both_outputs():
 def test_text_table_shows_paths_factors_and_products():
     mlp, error = worked_example()
     text = str(explain(error, mlp.layers[1].neurons[0].w[0]))
-    assert "d E / d layer2.neuron0.w0" in text
-    assert "E <- layer2.neuron0.out <- layer2.neuron0.net <- layer2.neuron0.w0" in text
-    assert "0.741365069552316 x 0.186815601808959 x 0.593269992107187" in text
+    assert "d E / d w5" in text
+    assert "E <- E_o1 <- out_o1 <- net_o1 <- w5" in text
+    assert "1 x 0.741365069552316 x 0.186815601808959 x 0.593269992107187" in text
     assert "total = 0.0821670405642308" in text
 
 

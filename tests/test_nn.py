@@ -446,3 +446,63 @@ def test_class_load_rejects_a_file_without_a_usable_configuration(tmp_path):
     path.write_text(json.dumps(document))
     with pytest.raises(ValueError, match="configuration"):
         MLP.load(path)
+
+
+# --- fused=False: neurons from binary * and + --------------------------------------------------
+
+
+def test_unfused_neuron_is_b_plus_products_with_the_same_numbers():
+    x = [0.5, -1.25, 2.0]
+    fused = Neuron(3, activation="tanh", seed=4)
+    unfused = Neuron(3, activation="tanh", seed=4, fused=False)
+    assert [w.data for w in unfused.w] == [w.data for w in fused.w]
+    y_fused, y_unfused = fused(x), unfused(x)
+    assert y_unfused.data == pytest.approx(y_fused.data, rel=1e-15)
+    net = y_unfused.inputs[0]
+    assert net.label == "neuron.net"
+    ops = [n.op for n in toposort(y_unfused) if n.op]
+    assert sorted(ops) == ["*", "*", "*", "+", "+", "+", "tanh"]  # b + w0*x0 + w1*x1 + w2*x2
+    y_fused.backward()
+    y_unfused.backward()
+    for a, b in zip(fused.parameters(), unfused.parameters()):
+        assert b.grad == pytest.approx(a.grad, rel=1e-14)
+
+
+def test_unfused_mlp_matches_the_fused_one_and_round_trips(tmp_path):
+    fused = MLP(2, [3, 2], activation="sigmoid", seed=7)
+    unfused = MLP(2, [3, 2], activation="sigmoid", seed=7, fused=False)
+    x = [0.3, -0.8]
+    for a, b in zip(fused(x), unfused(x)):
+        assert b.data == pytest.approx(a.data, rel=1e-15)
+    assert "linear" not in {n.op for n in toposort(unfused(x)[0])}
+    assert unfused.config()["fused"] is False
+    path = tmp_path / "m.json"
+    unfused.save(path)
+    loaded = MLP.load(path)
+    assert loaded.fused is False
+    assert repr(loaded).endswith("fused=False)")
+    with pytest.raises(TypeError, match="fused"):
+        MLP(2, [1], fused="no")
+
+
+def test_the_worked_example_unfused_has_the_same_gradients():
+    from tinygrad_bp import worked_example as we
+
+    for fused in (True, False):
+        ex = we.build(fused=fused)
+        _, error = ex.forward()
+        error.backward()
+        for w, g in zip(ex.weights, we.GRADIENTS):
+            assert w.grad == pytest.approx(g, abs=1e-15)
+    _, error = we.build(fused=False).forward()
+    products = [n for n in toposort(error) if n.op == "*"]
+    assert len(products) == 8  # one w*x per weight: every product can be seen
+
+
+def test_a_shared_bias_is_one_parameter():
+    layer = Layer(2, 2, seed=0)
+    shared = layer.neurons[0].b
+    layer.neurons[1].b = shared
+    params = layer.parameters()
+    assert params.count(shared) == 1
+    assert len(params) == 5

@@ -58,19 +58,19 @@ def by_label(stepper, label, kind):
 def test_forward_steps_of_the_worked_example():
     _, error = worked_example()
     stepper = Stepper(error)
-    assert len(stepper.forward_steps) == 9  # 4 linear, 4 sigmoid, 1 half_sse
+    assert len(stepper.forward_steps) == 11  # 4 linear, 4 sigmoid, E_o1 and E_o2 (half_sse), E_total
     assert all(isinstance(s, ForwardStep) for s in stepper.forward_steps)
-    step = by_label(stepper, "layer1.neuron0.out", "forward")
-    assert step.expression == "layer1.neuron0.out = sigmoid(0.3775) = 0.593269992107187"
-    assert "layer1.neuron0.out = sigmoid(0.3775) = 0.593269992107187" in stepper.step_text(step.index)
-    net = by_label(stepper, "layer1.neuron0.net", "forward")
+    step = by_label(stepper, "out_h1", "forward")
+    assert step.expression == "out_h1 = sigmoid(0.3775) = 0.593269992107187"
+    assert "out_h1 = sigmoid(0.3775) = 0.593269992107187" in stepper.step_text(step.index)
+    net = by_label(stepper, "net_h1", "forward")
     assert net.expression == (
-        "layer1.neuron0.net = layer1.neuron0.w0*0.05 + layer1.neuron0.w1*0.1 + layer1.neuron0.b"
+        "net_h1 = w1*i1 + w2*i2 + b1"
         " = 0.15*0.05 + 0.2*0.1 + 0.35 = 0.3775"
     )
-    assert "layer1.neuron0.w0 = 0.15" in net.text
+    assert "w1 = 0.15" in net.text
     assert stepper.forward_steps[-1].expression == (
-        "E = half_sse(0.751365069552316, 0.772928465321463, 0.01, 0.99) = 0.298371108760003"
+        "E = 0.274811083176155 + 0.0235600255838477 = 0.298371108760003"
     )
     order = [s.node for s in stepper.forward_steps]
     for k, node in enumerate(order):  # inputs before the nodes that use them
@@ -80,24 +80,24 @@ def test_forward_steps_of_the_worked_example():
 def test_backward_steps_of_the_worked_example():
     _, error = worked_example()
     stepper = Stepper(error)
-    assert len(stepper.backward_steps) == 9
+    assert len(stepper.backward_steps) == 11
     assert all(isinstance(s, BackwardStep) for s in stepper.backward_steps)
     first = stepper.backward_steps[0]
     assert first.node is error
     assert first.upstream == 1.0
-    o1 = by_label(stepper, "layer2.neuron0.out", "backward")
+    o1 = by_label(stepper, "out_o1", "backward")
     assert o1.upstream == pytest.approx(0.741365069552316, abs=1e-12)  # dE/dout_o1
     (c,) = o1.contributions
     assert c.local == pytest.approx(0.186815601808959, abs=1e-12)  # dout_o1/dnet_o1
     assert c.contribution == pytest.approx(0.741365069552316 * 0.186815601808959, abs=1e-12)
-    net_o1 = by_label(stepper, "layer2.neuron0.net", "backward")
-    w5 = next(c for c in net_o1.contributions if c.input.label == "layer2.neuron0.w0")
+    net_o1 = by_label(stepper, "net_o1", "backward")
+    w5 = next(c for c in net_o1.contributions if c.input.label == "w5")
     assert w5.local == pytest.approx(0.593269992107187, abs=1e-12)
     assert w5.total == pytest.approx(0.082167040564231, abs=1e-12)
     assert w5.complete
     # out_h1 receives from both output neurons: 0.0553994... + (-0.0190491...) = 0.0363503...
     to_h1 = [
-        c for s in stepper.backward_steps for c in s.contributions if c.input.label == "layer1.neuron0.out"
+        c for s in stepper.backward_steps for c in s.contributions if c.input.label == "out_h1"
     ]
     assert sorted(c.contribution for c in to_h1) == pytest.approx(
         [-0.019049118258278, 0.055399424651423], abs=1e-12
@@ -107,7 +107,7 @@ def test_backward_steps_of_the_worked_example():
     assert to_h1[1].total == pytest.approx(0.036350306393145, abs=1e-12)
     assert [c.complete for c in to_h1] == [False, True]
     text = stepper.step_text(net_o1.index)
-    assert "upstream gradient d E / d layer2.neuron0.net" in text
+    assert "upstream gradient d E / d net_o1" in text
     assert "0.593269992107187" in text
 
 
@@ -203,8 +203,8 @@ def test_totals_after_and_parameter_steps():
     assert stepper.totals_after(last) == stepper.gradients
     jumps = stepper.parameter_steps()
     assert set(jumps) == {p.label for p in mlp.parameters()}
-    step = stepper[jumps["layer1.neuron0.w0"]]
-    assert any(c.input.label == "layer1.neuron0.w0" and c.complete for c in step.contributions)
+    step = stepper[jumps["w1"]]
+    assert any(c.input.label == "w1" and c.complete for c in step.contributions)
 
 
 # --- HTML and the widget -------------------------------------------------------------------------
@@ -278,15 +278,15 @@ def test_a_big_graph_steps_with_modules_collapsed_in_the_overview():
 def test_counter_and_slider_count_from_one():
     _, error = worked_example()
     stepper = Stepper(error)
-    assert stepper.counter(0) == "step 1 of 18: forward 1/9"
-    assert stepper.counter(9) == "step 10 of 18: backward 1/9"
-    assert stepper.step_text(9).startswith("[step 10/18] backward 1/9")
+    assert stepper.counter(0) == "step 1 of 22: forward 1/11"
+    assert stepper.counter(11) == "step 12 of 22: backward 1/11"
+    assert stepper.step_text(11).startswith("[step 12/22] backward 1/11")
 
 
 def test_linear_reads_as_w_dot_x_plus_b():
     _, error = worked_example()
     text = Stepper(error).step_text(0)
-    assert "layer1.neuron0.net = layer1.neuron0.w0*0.05 + layer1.neuron0.w1*0.1 + layer1.neuron0.b" in text
+    assert "net_h1 = w1*i1 + w2*i2 + b1" in text
     assert "= 0.15*0.05 + 0.2*0.1 + 0.35 = 0.3775" in text
 
 
@@ -296,7 +296,7 @@ def test_widget_headless():
     stepper = Stepper(error)
     box = stepper.widget()
     assert (box.slider.min, box.slider.max, box.slider.value) == (1, len(stepper), 1)
-    assert "step 1 of 18" in box.counter.value
+    assert "step 1 of 22" in box.counter.value
     first_text, first_view = box.arithmetic.value, box.view.value
     assert CURRENT_CLASS in first_view
     assert "data:image/svg+xml;base64," in box.overview.value
@@ -305,7 +305,7 @@ def test_widget_headless():
     box.next_button.click()
     assert box.marker.value != first_marker
     assert box.slider.value == 2
-    assert "step 2 of 18" in box.counter.value
+    assert "step 2 of 22" in box.counter.value
     assert box.arithmetic.value != first_text
     assert box.view.value != first_view
     box.previous_button.click()
@@ -313,13 +313,13 @@ def test_widget_headless():
     assert box.slider.value == 1
     assert box.arithmetic.value == first_text
     box.slider.value = len(stepper)
-    assert "backward 9/9" in box.arithmetic.value
+    assert "backward 11/11" in box.arithmetic.value
     box.next_button.click()
     assert box.slider.value == len(stepper)
-    target = stepper.parameter_steps()["layer2.neuron0.w0"]
-    box.search.value = "layer2.neuron0.w0"
+    target = stepper.parameter_steps()["w5"]
+    box.search.value = "w5"
     assert box.slider.value == target + 1
-    assert "layer2.neuron0.w0" in box.arithmetic.value
+    assert "w5" in box.arithmetic.value
 
 
 def test_widget_search_is_in_natural_order():

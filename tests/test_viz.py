@@ -16,6 +16,8 @@ import tinygrad_bp as tg
 from tinygrad_bp import display, layout, viz
 from tinygrad_bp.errors import GraphTooLargeError, GraphvizNotFoundError, LayoutError
 from tinygrad_bp.nn import MLP
+from tinygrad_bp.losses import half_sse
+from tinygrad_bp.worked_example import BIASES, INPUTS, TARGETS, WEIGHTS
 from tinygrad_bp.worked_example import build as build_worked_example
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -41,11 +43,28 @@ HOSTILE = [
 
 
 def worked_example():
-    """REFERENCE section 4: the 2-2-2 sigmoid network and its half-SSE error."""
+    """REFERENCE section 4's 2-2-2 sigmoid network, labelled by module (layer1.neuron0.w0, ...).
+
+    The network of tinygrad_bp.worked_example carries the article's names instead; the drawing's
+    clusters and collapse= need module paths, which every nn model has.
+    """
+    w, (b1, b2) = WEIGHTS, BIASES
+    model = MLP.from_weights(
+        [[[w[0], w[1]], [w[2], w[3]]], [[w[4], w[5]], [w[6], w[7]]]],
+        [[b1, b1], [b2, b2]],
+        activation="sigmoid",
+        output_activation="sigmoid",
+    )
+    error = half_sse(model(list(INPUTS)), list(TARGETS))
+    error.label = "E"
+    return model, error
+
+
+def test_the_worked_example_is_drawn_in_the_articles_names():
     example = build_worked_example()
     _, error = example.forward()
-    error.label = "E"
-    return example.model, error
+    names = {t for g in groups(parse(viz.to_svg(error)), "node") for t in texts(g)}
+    assert {"i1", "i2", "t1", "t2", "w1", "w8", "b1", "b2", "net_h1", "out_o2", "E_o1", "E_total"} <= names
 
 
 def parse(svg: str) -> ET.Element:

@@ -57,24 +57,13 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:
 
 
 def _forward_rows(example: Any) -> list[tuple[str, str]]:
-    """The forward table of the worked example, read off the engine's graph."""
+    """The forward table of the worked example, read off the engine's graph by the article's names."""
+    from .engine import toposort
     from .worked_example import FORWARD
 
-    outs, error = example.forward()
-    hidden = example.model.layers[0].neurons
-    h1 = hidden[0](example.inputs)
-    computed = {
-        "net_h1": h1.inputs[0].data,
-        "out_h1": h1.data,
-        "out_h2": hidden[1](example.inputs).data,
-        "net_o1": outs[0].inputs[0].data,
-        "out_o1": outs[0].data,
-        "out_o2": outs[1].data,
-        "E_o1": 0.5 * (example.targets[0] - outs[0].data) ** 2,
-        "E_o2": 0.5 * (example.targets[1] - outs[1].data) ** 2,
-        "E_total": error.data,
-    }
-    return [(name, f"{computed[name]:.15f}") for name in FORWARD]
+    _, error = example.forward()
+    nodes = {node.label: node for node in toposort(error) if node.label}
+    return [(name, f"{nodes[name].data:.15f}") for name in FORWARD]
 
 
 def _write_pictures(root: Any, out_dir: Path) -> None:
@@ -100,7 +89,7 @@ def _write_pictures(root: Any, out_dir: Path) -> None:
 def demo(out_dir: Path, steps: int, progress: bool) -> int:
     """Run the articles' 2-2-2 worked example end to end."""
     from .explain import explain
-    from .worked_example import build, figures_table
+    from .worked_example import ARTICLE_CHAIN, build, chain_w1, deltas, figures_table
 
     print(f"tinygrad_bp {__version__}: the 2-2-2 worked example of backpropagation")
     print("inputs 0.05, 0.10; targets 0.01, 0.99; sigmoid units; E = 1/2 sum (target - out)^2")
@@ -112,11 +101,22 @@ def demo(out_dir: Path, steps: int, progress: bool) -> int:
     _, error = example.forward()
     error.backward()
     w5, w1 = example.weights[4], example.weights[0]
-    print()
-    print(f"(In the graph, the article's w5 is {w5.label} and w1 is {w1.label}.)")
-    _heading("Backward pass: dE/dw5 as a product of local derivatives")
+    _heading("The deltas: delta = dE/dnet, held by the engine as net.grad")
+    _table(
+        [(d.name, d.formula, f"{d.by_formula:.15f}", f"{d.engine:.15f}") for d in deltas(example)],
+        ("delta", "the article's formula", "by the formula", "engine (net.grad)"),
+    )
+    print(f"(the article prints delta_o1 = {ARTICLE_CHAIN['delta_o1']})")
+    _heading("dE/dw5: one path, a product of local derivatives")
     print(explain(error, w5))
-    _heading("Backward pass: dE/dw1 through both outputs")
+    print("(dE_total/dE_o1 = 1: E_total = E_o1 + E_o2; then dE_o1/dout_o1 = out_o1 - t1, ...)")
+    _heading("dE/dw1 as the article factors it: out_h1 receives from both outputs")
+    rows = [
+        (name, f"{engine:.15f}", "" if article is None else f"{article}")
+        for name, engine, article in chain_w1(example)
+    ]
+    _table(rows, ("quantity", "engine", "the article prints"))
+    _heading("dE/dw1 as a sum over its two paths")
     print(explain(error, w1))
 
     _heading("All eight gradients, and the weights after one step (lr 0.5)")
@@ -146,7 +146,13 @@ def demo(out_dir: Path, steps: int, progress: bool) -> int:
     )
     print(f"{steps:,} steps took {elapsed:.2f} s")
 
-    _heading("The exact figures beside the article's")
+    _heading("The article's later figures, three ways")
+    article = build()
+    article.train(1, reproduce_article=True)
+    print(
+        f"In the article's order (w5..w8 updated before the hidden gradients): E_total after 1 step "
+        f"{article.forward()[1].data:.9f}"
+    )
     print(figures_table())
     return 0
 

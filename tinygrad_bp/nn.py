@@ -1,9 +1,13 @@
 """Neurons, layers and multi-layer perceptrons built from Values.
 
-A neuron computes ``act(w . x + b)``: the weighted sum is ONE ``linear`` node
-(d/dw_i = x_i, d/dx_i = w_i, d/db = 1) and the activation one more node, so
-the gradients of a perceptron, a layer or a deep network all come out of the
-engine's general reverse mode, and drawings stay readable.
+A neuron computes ``act(w . x + b)``: by default (``fused=True``) the weighted
+sum is ONE ``linear`` node (d/dw_i = x_i, d/dx_i = w_i, d/db = 1) and the
+activation one more node, so drawings of big networks stay readable. With
+``fused=False`` the sum is built as micrograd builds it, b + w0*x0 + w1*x1 +
+..., from binary ``*`` and ``+`` nodes, so a drawing, the stepper and
+``explain`` show every product and every addition. The numbers are the same
+either way; the gradients of a perceptron, a layer or a deep network all come
+out of the engine's general reverse mode.
 
 Every parameter and every node a module makes carries a label naming the
 module (``layer1.neuron0.w1``, ``layer1.neuron0.net``, ``layer1.neuron0.out``),
@@ -70,6 +74,32 @@ def _vector(key: str, xs: object, n: int) -> list[float]:
         msg = f"state_dict[{key!r}]: expected a list of {n} numbers, got {got}"
         raise ValueError(msg)
     return [_number(f"{key}[{i}]", x) for i, x in enumerate(xs)]
+
+
+def _check_fused(fused: object) -> bool:
+    if not isinstance(fused, bool):
+        msg = f"fused must be True or False, not {fused!r}"
+        raise TypeError(msg)
+    return fused
+
+
+def _unfused_sum(w: Sequence[Value], x: Sequence[Value | float], b: Value) -> Value:
+    """b + w0*x0 + w1*x1 + ... from binary nodes, as micrograd builds a neuron."""
+    net = b
+    for wi, xi in zip(w, x):
+        net = net + wi * xi
+    return net
+
+
+def _unique(params: Iterator[Value] | list[Value]) -> list[Value]:
+    """``params`` without repeats, in order: a Value shared by two neurons is one parameter."""
+    seen: set[int] = set()
+    out = []
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
 
 
 class _LoadMethod:
@@ -194,10 +224,12 @@ class Neuron(Module):
         seed: int | random.Random | None = None,
         *,
         name: str = "neuron",
+        fused: bool = True,
     ) -> None:
         _check_count("Neuron: nin", nin)
         self._act = _activation(activation)
         self.activation = activation
+        self.fused = _check_fused(fused)
         rng = _rng(seed)
         bound = 1.0 / math.sqrt(nin)
         self.w = [Value(rng.uniform(-bound, bound)) for _ in range(nin)]
@@ -206,28 +238,38 @@ class Neuron(Module):
 
     @classmethod
     def from_weights(
-        cls, w: Sequence[float], b: float, activation: str = "relu", *, name: str = "neuron"
+        cls,
+        w: Sequence[float],
+        b: float,
+        activation: str = "relu",
+        *,
+        name: str = "neuron",
+        fused: bool = True,
     ) -> Neuron:
         """A neuron with the given weights and bias (for worked examples)."""
-        neuron = cls(len(w), activation, seed=0, name=name)
+        neuron = cls(len(w), activation, seed=0, name=name, fused=fused)
         neuron.load_state_dict({"weight": list(w), "bias": b})
         return neuron
 
-    def rename(self, name: str) -> None:
-        """Name this neuron and relabel its parameters and the nodes it makes."""
+    def rename(self, name: str, *, net: str | None = None, out: str | None = None) -> None:
+        """Name this neuron and relabel its parameters and the nodes it makes.
+
+        The nodes it makes are labelled ``net`` (the weighted sum, default
+        ``name.net``) and ``out`` (after the activation, default ``name.out``).
+        """
         self.name = name
         for i, w in enumerate(self.w):
             w.label = f"{name}.w{i}"
         self.b.label = f"{name}.b"
-        self._net_label = f"{name}.net"
-        self._out_label = f"{name}.out"
+        self._net_label = f"{name}.net" if net is None else net
+        self._out_label = f"{name}.out" if out is None else out
 
     def __call__(self, x: Sequence[Value | float]) -> Value:
         """act(w . x + b) for the inputs ``x`` (Values or numbers)."""
         if len(x) != len(self.w):
             msg = f"{self.name}: expected {len(self.w)} inputs, got {len(x)}"
             raise ValueError(msg)
-        net = linear(self.w, x, self.b)  # w . x + b, one node
+        net = linear(self.w, x, self.b) if self.fused else _unfused_sum(self.w, x, self.b)
         net.label = self._net_label
         if self._act is None:
             return net
@@ -236,8 +278,8 @@ class Neuron(Module):
         return out
 
     def config(self) -> dict[str, Any]:
-        """{"nin", "activation", "name"}."""
-        return {"nin": len(self.w), "activation": self.activation, "name": self.name}
+        """{"nin", "activation", "name", "fused"}."""
+        return {"nin": len(self.w), "activation": self.activation, "name": self.name, "fused": self.fused}
 
     def parameters(self) -> list[Value]:
         """[w_0, ..., w_{n-1}, b]."""
@@ -259,7 +301,8 @@ class Neuron(Module):
         return write
 
     def __repr__(self) -> str:
-        return f"Neuron({len(self.w)}, activation={self.activation!r}, name={self.name!r})"
+        fused = "" if self.fused else ", fused=False"
+        return f"Neuron({len(self.w)}, activation={self.activation!r}, name={self.name!r}{fused})"
 
 
 class Layer(Module):
@@ -273,12 +316,16 @@ class Layer(Module):
         seed: int | random.Random | None = None,
         *,
         name: str = "layer",
+        fused: bool = True,
     ) -> None:
         _check_count("Layer: nin", nin)
         _check_count("Layer: nout", nout)
         rng = _rng(seed)
         self.activation = activation
-        self.neurons = [Neuron(nin, activation, rng, name=f"{name}.neuron{j}") for j in range(nout)]
+        self.fused = _check_fused(fused)
+        self.neurons = [
+            Neuron(nin, activation, rng, name=f"{name}.neuron{j}", fused=fused) for j in range(nout)
+        ]
         self.name = name
 
     @classmethod
@@ -289,12 +336,13 @@ class Layer(Module):
         activation: str = "relu",
         *,
         name: str = "layer",
+        fused: bool = True,
     ) -> Layer:
         """A layer from a weight matrix (one row per neuron) and one bias per neuron."""
         if not weights or not isinstance(weights[0], (list, tuple)):
             msg = "Layer.from_weights: weights must be a non-empty list of rows"
             raise ValueError(msg)
-        layer = cls(len(weights[0]), len(weights), activation, seed=0, name=name)
+        layer = cls(len(weights[0]), len(weights), activation, seed=0, name=name, fused=fused)
         layer.load_state_dict({"weight": [list(r) for r in weights], "bias": list(biases)})
         return layer
 
@@ -310,13 +358,19 @@ class Layer(Module):
         return [n(shared) for n in self.neurons]
 
     def config(self) -> dict[str, Any]:
-        """{"nin", "nout", "activation", "name"}."""
+        """{"nin", "nout", "activation", "name", "fused"}."""
         nin = len(self.neurons[0].w)
-        return {"nin": nin, "nout": len(self.neurons), "activation": self.activation, "name": self.name}
+        return {
+            "nin": nin,
+            "nout": len(self.neurons),
+            "activation": self.activation,
+            "name": self.name,
+            "fused": self.fused,
+        }
 
     def parameters(self) -> list[Value]:
-        """Each neuron's parameters in turn."""
-        return [p for n in self.neurons for p in n.parameters()]
+        """Each neuron's parameters in turn (a Value shared by neurons once)."""
+        return _unique(p for n in self.neurons for p in n.parameters())
 
     def state_dict(self) -> StateDict:
         """{"weight": one row per neuron, "bias": one number per neuron}."""
@@ -345,7 +399,8 @@ class Layer(Module):
 
     def __repr__(self) -> str:
         nin = len(self.neurons[0].w)
-        return f"Layer({nin}, {len(self.neurons)}, activation={self.activation!r}, name={self.name!r})"
+        fused = "" if self.fused else ", fused=False"
+        return f"Layer({nin}, {len(self.neurons)}, activation={self.activation!r}, name={self.name!r}{fused})"
 
 
 class MLP(Module):
@@ -363,6 +418,8 @@ class MLP(Module):
         activation: str = "relu",
         output_activation: str = "linear",
         seed: int | random.Random | None = None,
+        *,
+        fused: bool = True,
     ) -> None:
         _check_count("MLP: nin", nin)
         if not nouts:
@@ -372,6 +429,7 @@ class MLP(Module):
         sizes = [nin, *nouts]
         self.activation = activation
         self.output_activation = output_activation
+        self.fused = _check_fused(fused)
         self.layers = [
             Layer(
                 sizes[i],
@@ -379,6 +437,7 @@ class MLP(Module):
                 activation if i < len(nouts) - 1 else output_activation,
                 rng,
                 name=f"layer{i + 1}",
+                fused=fused,
             )
             for i in range(len(nouts))
         ]
@@ -391,13 +450,15 @@ class MLP(Module):
         biases: Sequence[Sequence[float]],
         activation: str = "relu",
         output_activation: str = "linear",
+        *,
+        fused: bool = True,
     ) -> MLP:
         """An MLP from one weight matrix (rows = neurons) and one bias list per layer."""
         if not weights:
             msg = "MLP.from_weights: at least one layer is needed"
             raise ValueError(msg)
         nin = len(weights[0][0])
-        mlp = cls(nin, [len(w) for w in weights], activation, output_activation, seed=0)
+        mlp = cls(nin, [len(w) for w in weights], activation, output_activation, seed=0, fused=fused)
         state: StateDict = {}
         for i, (w, b) in enumerate(zip(weights, biases)):
             state[f"layer{i + 1}.weight"] = [list(r) for r in w]
@@ -413,17 +474,18 @@ class MLP(Module):
         return out[0] if len(out) == 1 else list(out)  # type: ignore[return-value, arg-type]
 
     def config(self) -> dict[str, Any]:
-        """{"nin", "nouts", "activation", "output_activation"}."""
+        """{"nin", "nouts", "activation", "output_activation", "fused"}."""
         return {
             "nin": len(self.layers[0].neurons[0].w),
             "nouts": [len(layer.neurons) for layer in self.layers],
             "activation": self.activation,
             "output_activation": self.output_activation,
+            "fused": self.fused,
         }
 
     def parameters(self) -> list[Value]:
-        """Each layer's parameters in turn."""
-        return [p for layer in self.layers for p in layer.parameters()]
+        """Each layer's parameters in turn (a Value shared by neurons once)."""
+        return _unique(p for layer in self.layers for p in layer.parameters())
 
     def state_dict(self) -> StateDict:
         """{"layer1.weight": rows, "layer1.bias": list, "layer2.weight": ...}."""
@@ -455,7 +517,8 @@ class MLP(Module):
 
     def __repr__(self) -> str:
         sizes = [len(self.layers[0].neurons[0].w)] + [len(layer.neurons) for layer in self.layers]
+        fused = "" if self.fused else ", fused=False"
         return (
             f"MLP({sizes[0]}, {sizes[1:]}, activation={self.activation!r}, "
-            f"output_activation={self.output_activation!r})"
+            f"output_activation={self.output_activation!r}{fused})"
         )

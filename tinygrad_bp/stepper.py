@@ -162,7 +162,7 @@ class BackwardStep:
         name, out = fmt.names(self.node), fmt.names(fmt.output)
         seed = " (the seed)" if self.node is fmt.output else ""
         lines = [
-            f"{name} = {self.node.op}({', '.join(fmt.names(x) for x in self.node.inputs)})",
+            f"{name} = {_symbolic(self.node, fmt)}",
             f"  upstream gradient d {out} / d {name} = {fmt.number(self.upstream)}{seed}",
         ]
         lines += [self._contribution_text(c) for c in self.contributions]
@@ -172,6 +172,15 @@ class BackwardStep:
 
     def __str__(self) -> str:
         return self.text
+
+
+def _symbolic(node: Value, fmt: _Format) -> str:
+    """``node``'s operation on its inputs' names: ``w5*out_h1 + w6*out_h2 + b2`` for linear, else op(...)."""
+    names = [fmt.names(x) for x in node.inputs]
+    if node.op == "linear":
+        n = (len(names) - 1) // 2
+        return " + ".join([*(f"{w}*{x}" for w, x in zip(names[:n], names[n : 2 * n])), names[-1]])
+    return f"{node.op}({', '.join(names)})"
 
 
 Step = Union[ForwardStep, BackwardStep]
