@@ -211,7 +211,7 @@ def test_4_forward_table():
 
 def test_4_chain_rule_table():
     ex, outs, E, nodes = worked()
-    out_o1, out_o2 = outs
+    out_o1 = outs[0]
     net_o1, out_h1, net_h1 = nodes["net_o1"], nodes["out_h1"], nodes["net_h1"]
     w1, w5 = ex.weights[0], ex.weights[4]
     E_o1, E_o2 = nodes["E_o1"], nodes["E_o2"]  # the two error terms of the same graph

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 import tinygrad_bp as tg
 from tinygrad_bp import display, layout, viz
 from tinygrad_bp.errors import GraphTooLargeError, GraphvizNotFoundError, LayoutError
-from tinygrad_bp.nn import MLP
 from tinygrad_bp.losses import half_sse
+from tinygrad_bp.nn import MLP
 from tinygrad_bp.worked_example import BIASES, INPUTS, TARGETS, WEIGHTS
 from tinygrad_bp.worked_example import build as build_worked_example
 
