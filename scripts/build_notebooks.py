@@ -531,7 +531,8 @@ def worked_example() -> list[Cell]:
         ### w1: the article's chain
 
         $out_{h1}$ feeds both outputs, so the article first adds what it receives from each:
-        $\partial E/\partial out_{h1} = \partial E_{o1}/\partial out_{h1} + \partial E_{o2}/\partial out_{h1}$,
+        $\partial E/\partial out_{h1} =
+        \partial E_{o1}/\partial out_{h1} + \partial E_{o2}/\partial out_{h1}$,
         then multiplies by $\partial out_{h1}/\partial net_{h1}$ and $\partial net_{h1}/\partial w_1 = i_1$.
         """),
         code("""
