@@ -121,3 +121,12 @@ def test_missing_optional_dependency_names_the_extra(monkeypatch, capsys, tmp_pa
     code = main(["train", "--data", "digits", "--out", str(tmp_path)])
     assert code == 1
     assert "tinygrad_bp[digits]" in capsys.readouterr().err
+
+
+def test_demo_with_a_failing_layout_program_falls_back_to_dot_source(tmp_path):
+    env = dict(os.environ, TINYGRAD_BP_LAYOUT="/bin/false")
+    out = run("demo", "--no-progress", "--steps", "2", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "tinygrad_bp_demo" / "worked_example.dot").read_text().startswith("digraph")
+    page = (tmp_path / "tinygrad_bp_demo" / "worked_example_steps.html").read_text(encoding="utf-8")
+    assert "step 1 of 22" in page

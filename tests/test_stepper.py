@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import tinygrad_bp as tg
 from tinygrad_bp import engine
 from tinygrad_bp.display import svg_size
+from tinygrad_bp.errors import GraphTooLargeError
 from tinygrad_bp.nn import MLP
 from tinygrad_bp.stepper import BackwardStep, ForwardStep, Stepper
 from tinygrad_bp.stepper_view import CURRENT_CLASS
@@ -375,3 +376,63 @@ def test_ipython_display_chooses_widget_or_html(monkeypatch):
     stepper._ipython_display_()
     assert isinstance(shown[-1], IPython.display.HTML)
     assert "step 1 of 2" in shown[-1].data
+
+
+# --- found by a hostile review ------------------------------------------------------------------
+
+
+def test_to_html_without_a_layout_program_is_a_text_page(monkeypatch, tmp_path):
+    monkeypatch.setenv("TINYGRAD_BP_LAYOUT", "none")
+    a = tg.Value(2.0, label="a")
+    stepper = Stepper(a * a + a)
+    page = stepper.to_html(tmp_path / "p.html")
+    steps = page_steps(page)
+    assert [s["text"] for s in steps] == [stepper.step_text(i) for i in range(len(stepper))]
+    assert "graph not drawn" in steps[0]["svg"]
+    assert "no overview: " in page
+    assert "too big" not in page  # the note says why: no layout program, not size
+
+
+def test_to_html_refuses_a_page_of_too_many_steps_at_once():
+    x = tg.Value(0.5, label="x")
+    y = x
+    for _ in range(1_100):
+        y = y * 1.0001
+    stepper = Stepper(y)
+    with pytest.raises(GraphTooLargeError, match="max_steps=2000"):
+        stepper.to_html()
+    assert len(page_steps(stepper.to_html(max_steps=2_200))) == len(stepper)
+
+
+def test_the_page_jump_box_only_knows_parameter_names():
+    """'toString' or '__proto__' typed into the jump box must not be taken for a parameter."""
+    page = Stepper(tg.Value(2.0, label="a") * 3).to_html()
+    assert "hasOwnProperty.call(jumps" in page
+    assert "in jumps)" not in page
+
+
+def test_the_widget_jumps_again_to_the_same_parameter_and_disables_the_ends():
+    pytest.importorskip("ipywidgets")
+    _, error = worked_example()
+    stepper = Stepper(error)
+    box = stepper.widget()
+    assert box.previous_button.disabled
+    assert not box.next_button.disabled
+    box.search.value = "w1"
+    target = box.slider.value
+    assert box.search.value == ""
+    box.slider.value = 1
+    box.search.value = "w1"
+    assert box.slider.value == target
+    box.slider.value = len(stepper)
+    assert box.next_button.disabled
+
+
+def test_an_overview_too_big_to_send_is_dropped_with_a_reason():
+    mlp = MLP(64, [32, 10], seed=0)
+    stepper = Stepper(tg.sum(mlp([0.1] * 64)))
+    overview = stepper.overview()
+    assert overview is None or len(overview.svg) <= 400_000
+    if overview is None:
+        assert "too big" in stepper.overview_note()
+    assert len(stepper.static_html(0)) < 600_000

@@ -610,3 +610,17 @@ def test_draw_dot_takes_micrograds_format_argument():
     g = viz.draw_dot(a * a, format="png", rankdir="TB")
     assert g.format == "png"
     assert viz.draw_dot(a * a).format == "svg"
+
+
+def test_the_digraph_pipes_and_saves_clearly_without_system_dot(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", "")
+    y = tg.Value(2.0, label="a") * 3
+    assert viz.draw_dot(y).pipe().startswith(b"<?xml")  # micrograd's dot.pipe() habit, by graphviz-pure
+    with pytest.raises(LayoutError, match=r"PDF needs Graphviz's own dot.*\.svg or \.png"):
+        viz.save(y, tmp_path / "g.pdf")
+
+
+def test_a_layout_variable_naming_nothing_says_so(monkeypatch):
+    monkeypatch.setenv("TINYGRAD_BP_LAYOUT", "/nonexistent/dot")
+    with pytest.raises(GraphvizNotFoundError, match="TINYGRAD_BP_LAYOUT='/nonexistent/dot' names no program"):
+        viz.to_svg(tg.Value(1.0) * 2)

@@ -67,23 +67,27 @@ def _forward_rows(example: Any) -> list[tuple[str, str]]:
 
 
 def _write_pictures(root: Any, out_dir: Path) -> None:
-    """Write the graph (SVG) and the step-through page; DOT and a note if no layout program exists."""
+    """Write the graph (SVG) and the step-through page; DOT and a note if they cannot be drawn."""
     from . import layout, viz
+    from .errors import GraphvizNotFoundError, LayoutError
     from .stepper import Stepper
 
     out_dir.mkdir(parents=True, exist_ok=True)
     program = layout.find_program()
-    if program is None:
+    page = out_dir / "worked_example_steps.html"
+    try:
+        path = viz.save(root, out_dir / "worked_example.svg", edge_labels=True)
+    except (GraphvizNotFoundError, LayoutError) as error:
         path = viz.save(root, out_dir / "worked_example.dot", edge_labels=True)
         print(f"The graph as DOT source: {path.resolve()}")
-        print(f"  (no picture: {viz.INSTALL_GRAPHVIZ})")
+        print(f"  (no picture: {error})")
+        Stepper(root).to_html(page)
+        print(f"Both passes step by step, as text (open it in a browser): {page.resolve()}")
         return
-    path = viz.save(root, out_dir / "worked_example.svg", edge_labels=True)
-    print(f"The graph, with each edge's local derivative (open it in a browser): {path.resolve()}")
-    page = out_dir / "worked_example_steps.html"
     Stepper(root).to_html(page)
+    print(f"The graph, with each edge's local derivative (open it in a browser): {path.resolve()}")
     print(f"Both passes step by step (open it in a browser; arrow keys step): {page.resolve()}")
-    print(f"  (laid out by {Path(program).name})")
+    print(f"  (laid out by {Path(program or '').name})")
 
 
 def demo(out_dir: Path, steps: int, progress: bool) -> int:

@@ -81,6 +81,10 @@ def run(source: str, fmt: str) -> bytes:
     """
     program = find_program()
     if program is None:
+        choice = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
+        if choice and choice != "none":
+            msg = f"{ENVIRONMENT_VARIABLE}={choice!r} names no program that can be found; {INSTALL_HINT}"
+            raise GraphvizNotFoundError(msg)
         raise GraphvizNotFoundError(INSTALL_HINT)
     try:
         done = subprocess.run(  # noqa: S603 - the program is dot or graphviz-pure, found above

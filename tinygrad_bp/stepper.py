@@ -33,8 +33,8 @@ from typing import Any, ClassVar, Union
 from .engine import toposort
 from .errors import GraphvizNotFoundError, LayoutError
 from .explain import NodeNames, local_derivatives
-from .stepper_page import standalone_page, static_step
-from .stepper_view import Overview, build_overview, neighbourhood_svgs
+from .stepper_page import DEFAULT_MAX_STEPS, standalone_page, static_step
+from .stepper_view import OVERVIEW_TOO_BIG, Overview, build_overview, neighbourhood_svgs
 from .value import Value
 
 __all__ = ["BackwardStep", "Contribution", "ForwardStep", "Stepper"]
@@ -257,6 +257,7 @@ class Stepper:
         self.steps: list[Step] = [*self.forward_steps, *self.backward_steps]
         self._svg_cache: dict[int, str] = {}
         self._overview: Overview | object | None = _NOT_BUILT
+        self._overview_note = ""
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -351,25 +352,39 @@ class Stepper:
         return [self._svg_cache[i] for i in range(len(self.steps))]
 
     def overview(self) -> Overview | None:
-        """The whole graph drawn once, small (None when too big even collapsed, or no layout program)."""
+        """The whole graph drawn once, small; None when it cannot be (:meth:`overview_note` says why)."""
         if self._overview is _NOT_BUILT:
             try:
                 self._overview = build_overview(self.output)
-            except (GraphvizNotFoundError, LayoutError):
+                self._overview_note = "" if self._overview else OVERVIEW_TOO_BIG
+            except (GraphvizNotFoundError, LayoutError) as error:
                 self._overview = None
+                self._overview_note = f"no overview: {error}"
         return self._overview  # type: ignore[return-value]
+
+    def overview_note(self) -> str:
+        """Why there is no overview ("" when there is one)."""
+        self.overview()
+        return self._overview_note
 
     def static_html(self, i: int = 0) -> str:
         """Step ``i`` as HTML that shows in any viewer (pictures as ``<img>``, text escaped)."""
         return static_step(self, i)
 
-    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
+    def to_html(
+        self, path: str | os.PathLike[str] | None = None, *, max_steps: int = DEFAULT_MAX_STEPS
+    ) -> str:
         """A self-contained page that steps through both passes, with buttons and the arrow keys.
 
         No kernel and no network: the pictures and a few lines of script are
-        inside the page. With ``path``, the page is also written there.
+        inside the page. With ``path``, the page is also written there. Without
+        a layout program the page has the text of every step and no pictures.
+
+        Raises:
+            GraphTooLargeError: more than ``max_steps`` steps (about 5 KB of page a step).
+
         """
-        page = standalone_page(self)
+        page = standalone_page(self, max_steps)
         if path is not None:
             Path(path).write_text(page, encoding="utf-8")
         return page

@@ -18,12 +18,12 @@ import json
 from typing import TYPE_CHECKING
 
 from .display import svg_img
-from .errors import GraphvizNotFoundError, LayoutError
+from .errors import GraphTooLargeError, GraphvizNotFoundError, LayoutError
 
 if TYPE_CHECKING:
     from .stepper import Stepper
 
-__all__ = ["standalone_page", "static_step"]
+__all__ = ["DEFAULT_MAX_STEPS", "standalone_page", "static_step"]
 
 
 def _pictures(stepper: Stepper, i: int) -> tuple[str, str]:
@@ -73,10 +73,10 @@ body { font-family: system-ui, sans-serif; margin: 16px; }
 .tgbp-controls { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; margin-bottom: 8px; }
 .tgbp-controls button { font-size: 15px; padding: 4px 12px; }
 .tgbp-counter { font-weight: bold; }
-.tgbp-panes { display: flex; gap: 12px; align-items: flex-start; }
-.tgbp-view { flex: 3 1 0; overflow: auto; max-height: 70vh; border: 1px solid #ddd; padding: 4px; }
+.tgbp-panes { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.tgbp-view { flex: 3 1 520px; overflow: auto; max-height: 70vh; border: 1px solid #ddd; padding: 4px; }
 .tgbp-view svg { max-width: 100%; height: auto; }
-.tgbp-overview { flex: 2 1 0; border: 1px solid #ddd; padding: 4px; }
+.tgbp-overview { flex: 2 1 320px; border: 1px solid #ddd; padding: 4px; }
 .tgbp-overview svg { width: 100%; height: auto; }
 .tgbp-overview .tgbp-on polygon, .tgbp-overview .tgbp-on ellipse {
   fill: #fde047 !important; stroke: #dc2626 !important; stroke-width: 10px; }
@@ -112,13 +112,17 @@ _SCRIPT = """
     counter.textContent = step.counter;
     slider.value = String(i + 1);
     mark(step.mark, true);
+    document.getElementById("tgbp-prev").disabled = i === 0;
+    document.getElementById("tgbp-next").disabled = i === steps.length - 1;
     const node = view.querySelector(".tgbp-current");
     if (node) node.scrollIntoView({block: "nearest", inline: "nearest"});
   }
   document.getElementById("tgbp-prev").addEventListener("click", () => show(current - 1));
   document.getElementById("tgbp-next").addEventListener("click", () => show(current + 1));
   slider.addEventListener("input", () => show(Number(slider.value) - 1));
-  jump.addEventListener("change", () => { if (jump.value in jumps) show(jumps[jump.value]); });
+  jump.addEventListener("change", () => {
+    if (Object.prototype.hasOwnProperty.call(jumps, jump.value)) show(jumps[jump.value]);
+  });
   document.addEventListener("keydown", (event) => {
     if (event.target === jump) return;
     if (event.key === "ArrowRight") { show(current + 1); event.preventDefault(); }
@@ -133,7 +137,7 @@ def _overview_html(stepper: Stepper) -> tuple[str, dict[int, str]]:
     """The overview SVG with its ids prefixed ``ov-`` (unique in the page), and the ids by Value."""
     overview = stepper.overview()
     if overview is None:
-        return '<p class="tgbp-note">(no overview: the graph is too big to draw whole)</p>', {}
+        return f'<p class="tgbp-note">({html.escape(stepper.overview_note())})</p>', {}
     svg = overview.svg
     for element in set(overview.ids.values()):
         svg = svg.replace(f'id="{element}"', f'id="ov-{element}"').replace(
@@ -143,15 +147,33 @@ def _overview_html(stepper: Stepper) -> tuple[str, dict[int, str]]:
     return note + svg, overview.ids
 
 
-def standalone_page(stepper: Stepper) -> str:
-    """The self-contained step-through page (see the module doc)."""
+DEFAULT_MAX_STEPS = 2000
+
+
+def standalone_page(stepper: Stepper, max_steps: int = DEFAULT_MAX_STEPS) -> str:
+    """The self-contained step-through page (see the module doc).
+
+    Raises:
+        GraphTooLargeError: more than ``max_steps`` steps (the page grows by about 5 KB a step).
+
+    """
     title = f"tinygrad_bp: stepping through {stepper.names(stepper.output)}"
     if not stepper.steps:
         head = f"<meta charset='utf-8'><title>{html.escape(title)}</title>"
         body = f"<pre>{html.escape(str(stepper))}</pre>"
         return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
+    if len(stepper.steps) > max_steps:
+        msg = (
+            f"Stepper.to_html: {len(stepper.steps)} steps is more than max_steps={max_steps} "
+            f"(about 5 KB a step); step through a smaller graph, or raise max_steps"
+        )
+        raise GraphTooLargeError(msg)
     overview, ids = _overview_html(stepper)
-    svgs = stepper.all_svgs()
+    try:
+        svgs = stepper.all_svgs()
+    except (GraphvizNotFoundError, LayoutError) as error:
+        note = f"<p><i>(graph not drawn: {html.escape(str(error))})</i></p>"
+        svgs = [note] * len(stepper.steps)
     steps = [
         {
             "counter": stepper.counter(i),

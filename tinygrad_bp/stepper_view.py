@@ -33,10 +33,21 @@ if TYPE_CHECKING:
     from .stepper import Step, Stepper
     from .value import Value
 
-__all__ = ["CURRENT_CLASS", "MAX_OPERANDS", "OVERVIEW_MAX_BOXES", "Overview", "build_overview"]
+__all__ = [
+    "CURRENT_CLASS",
+    "MAX_OPERANDS",
+    "OVERVIEW_MAX_BOXES",
+    "OVERVIEW_MAX_BYTES",
+    "OVERVIEW_TOO_BIG",
+    "Overview",
+    "build_overview",
+]
 
 MAX_OPERANDS = 8
 OVERVIEW_MAX_BOXES = 120
+# An overview drawing bigger than this (bytes of SVG) is dropped: it would be sent at every display.
+OVERVIEW_MAX_BYTES = 400_000
+OVERVIEW_TOO_BIG = "no overview: the graph is too big to draw whole, even with its modules collapsed"
 
 # The class of the current node's box in the neighbourhood picture (the browser tests look for it).
 CURRENT_CLASS = "tgbp-current"
@@ -48,14 +59,13 @@ _DIGITS = 4  # significant digits in the pictures (the text has them all)
 
 
 def _box(cells: list[str], fill: str, *, bold: bool = False) -> dict[str, str]:
-    """A Value box: the name on top, the numbers in a row below it (narrow, so many fit side by side)."""
+    """A Value box: the name on top, each number on a row of its own (narrow, so the picture stays small)."""
     border = "2" if bold else "0"
     top, numbers = cells[0], cells[1:]
-    row = "".join(f"<TD>{c}</TD>" for c in numbers)
-    span = f' COLSPAN="{len(numbers)}"' if numbers else ""
+    rows = "".join(f"<TR><TD>{c}</TD></TR>" for c in numbers)
     table = (
-        f'<TABLE BORDER="{border}" CELLBORDER="1" CELLSPACING="0" CELLPADDING="3" BGCOLOR="{fill}">'
-        f"<TR><TD{span}><B>{top}</B></TD></TR>" + (f"<TR>{row}</TR>" if numbers else "") + "</TABLE>"
+        f'<TABLE BORDER="{border}" CELLBORDER="1" CELLSPACING="0" CELLPADDING="2" BGCOLOR="{fill}">'
+        f"<TR><TD><B>{top}</B></TD></TR>{rows}</TABLE>"
     )
     return {"label": f"<{table}>", "shape": "none", "margin": "0"}
 
@@ -266,5 +276,7 @@ def build_overview(output: Value) -> Overview | None:
         except GraphTooLargeError:
             continue
         svg = viz._inline(viz.render(graph, "svg").decode("utf-8"))
+        if len(svg) > OVERVIEW_MAX_BYTES:
+            continue
         return Overview(svg, viz.element_ids(output, collapse), description, node_boxes(svg))
     return None

@@ -66,7 +66,7 @@ def _overview_picture(stepper: Stepper) -> str:
     """The overview drawn once, as an ``<img>`` the width of its pane (it never changes)."""
     overview = stepper.overview()
     if overview is None:
-        return "<p><i>(no overview: the graph is too big to draw whole)</i></p>"
+        return f"<p><i>({html.escape(stepper.overview_note())})</i></p>"
     data = base64.b64encode(overview.svg.encode("utf-8")).decode("ascii")
     return (
         f"<div style='font-size:11px; color:#555'>overview: {html.escape(overview.description)}</div>"
@@ -116,7 +116,7 @@ def build_widget(stepper: Stepper) -> StepperWidget:
         layout=w.Layout(width="260px"),
     )
     frame = {"overflow": "auto", "max_height": "560px", "border": "1px solid #ddd"}
-    view = w.HTML(layout=w.Layout(flex="3 1 0", **frame))
+    view = w.HTML(layout=w.Layout(flex="3 1 480px", **frame))
     view.add_class("tgbp-view")
     # The overview and its marker share one grid cell: the marker is drawn over the picture, and a
     # step sends only the marker, never the picture again.
@@ -142,6 +142,7 @@ def build_widget(stepper: Stepper) -> StepperWidget:
         picture = _picture(stepper, i)
         view.value = f"<div style='width:100%'>{_FIT}{picture}</div>"
         marker.value = _marker(stepper, i)
+        previous_button.disabled, next_button.disabled = step == 1, step == n
         arithmetic.value = f"<pre style='{_TEXT_STYLE}'>{html.escape(stepper.step_text(i))}</pre>"
 
     def on_slider(change: Mapping[str, Any]) -> None:
@@ -156,6 +157,7 @@ def build_widget(stepper: Stepper) -> StepperWidget:
     def on_search(change: Mapping[str, Any]) -> None:
         if change["new"] in jumps:
             slider.value = jumps[change["new"]] + 1
+            search.value = ""  # so that choosing the same name again jumps again
 
     slider.observe(on_slider, names="value")
     previous_button.on_click(on_previous)
@@ -163,7 +165,8 @@ def build_widget(stepper: Stepper) -> StepperWidget:
     search.observe(on_search, names="value")
     show(1)
     controls = w.HBox([previous_button, next_button, slider, counter])
-    panes = w.HBox([view, overview_pane], layout=w.Layout(align_items="flex-start"))
+    # On a narrow screen the overview wraps below the step's picture, which keeps the full width.
+    panes = w.HBox([view, overview_pane], layout=w.Layout(align_items="flex-start", flex_flow="row wrap"))
     box = StepperWidget(stepper, [controls, w.HBox([search]), panes, arithmetic], static_step(stepper, 0))
     box.previous_button, box.next_button, box.slider = previous_button, next_button, slider
     box.counter, box.search, box.view, box.arithmetic = counter, search, view, arithmetic

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -679,6 +680,12 @@ class Drawing(graphviz.Digraph):
     def _repr_mimebundle_(self, *_: Any, **__: Any) -> dict[str, str]:  # include/exclude: all is sent
         return mimebundle(self)
 
+    def pipe(self, format: str | None = None, *args: Any, **kwargs: Any) -> Any:  # noqa: A002 - graphviz's name
+        """As :meth:`graphviz.Digraph.pipe`; without the system ``dot``, laid out by ``graphviz-pure``."""
+        if args or kwargs or shutil.which("dot"):
+            return super().pipe(format, *args, **kwargs)
+        return render(self, format or self.format)
+
 
 def to_dot(root: Value, **options: Any) -> str:
     """The DOT source of :func:`draw_dot` ``(root, **options)`` (no Graphviz binary needed)."""
@@ -722,8 +729,12 @@ def save(root: Value, path: str | os.PathLike[str], **options: Any) -> Path:
     graph = draw_dot(root, **options)
     if fmt == "dot":
         target.write_text(graph.source, encoding="utf-8")
-    else:
-        target.write_bytes(render(graph, fmt))
+        return target
+    program = layout.find_program() or ""
+    if fmt in ("pdf", "gif") and "graphviz-pure" in Path(program).name:
+        msg = f"save: {fmt.upper()} needs Graphviz's own dot (apt-get install graphviz); use .svg or .png"
+        raise LayoutError(msg)
+    target.write_bytes(render(graph, fmt))
     return target
 
 
