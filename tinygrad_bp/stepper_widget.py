@@ -69,10 +69,15 @@ def _overview_picture(stepper: Stepper) -> str:
         return f"<p><i>({html.escape(stepper.overview_note())})</i></p>"
     data = base64.b64encode(overview.svg.encode("utf-8")).decode("ascii")
     return (
-        f"<div style='font-size:11px; color:#555'>overview: {html.escape(overview.description)}</div>"
-        f"<img style='width:100%; height:auto; display:block' alt='tinygrad_bp graph: overview' "
+        "<img style='width:100%; height:auto; display:block' alt='tinygrad_bp graph: overview' "
         f"src='data:image/svg+xml;base64,{data}'>"
     )
+
+
+def _overview_title(stepper: Stepper) -> str:
+    overview = stepper.overview()
+    what = "" if overview is None else f": {html.escape(overview.description)}"
+    return f"<div style='font-size:11px; color:#555; line-height:1.3'>overview{what}</div>"
 
 
 def _marker(stepper: Stepper, i: int) -> str:
@@ -88,7 +93,6 @@ def _marker(stepper: Stepper, i: int) -> str:
         "border:3px solid #dc2626; background:rgba(253,224,71,0.45); box-sizing:border-box"
     )
     return (
-        "<div style='font-size:11px'>&nbsp;</div>"
         f"<div style='position:relative; width:100%; padding-top:{100 * overview.aspect:.3f}%'>"
         f"<div class='tgbp-marker' style='{frame}'></div></div>"
     )
@@ -116,20 +120,18 @@ def build_widget(stepper: Stepper) -> StepperWidget:
         layout=w.Layout(width="260px"),
     )
     frame = {"overflow": "auto", "max_height": "560px", "border": "1px solid #ddd"}
-    view = w.HTML(layout=w.Layout(flex="3 1 480px", **frame))
+    view = w.HTML(layout=w.Layout(flex="3 1 460px", **frame))
     view.add_class("tgbp-view")
     # The overview and its marker share one grid cell: the marker is drawn over the picture, and a
     # step sends only the marker, never the picture again.
     overview = w.HTML(_overview_picture(stepper), layout=w.Layout(grid_area="overview"))
     marker = w.HTML(layout=w.Layout(grid_area="overview"))
-    overview_pane = w.GridBox(
-        [overview, marker],
-        layout=w.Layout(
-            flex="2 1 0",
-            border="1px solid #ddd",
-            grid_template_areas='"overview"',
-            grid_template_columns="100%",
-        ),
+    picture = w.GridBox(
+        [overview, marker], layout=w.Layout(grid_template_areas='"overview"', grid_template_columns="100%")
+    )
+    overview_pane = w.VBox(
+        [w.HTML(_overview_title(stepper)), picture],
+        layout=w.Layout(flex="2 1 300px", border="1px solid #ddd"),
     )
     arithmetic = w.HTML()
 
