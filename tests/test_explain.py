@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import tinygrad_bp as tg
 from tinygrad_bp import engine
 from tinygrad_bp.errors import GraphTooLargeError
-from tinygrad_bp.explain import Explanation, explain
+from tinygrad_bp.explain import Explanation, check, explain
 from tinygrad_bp.testing import expressions
 from tinygrad_bp.worked_example import build as build_worked_example
 
@@ -181,3 +181,69 @@ def test_total_equals_grad_on_random_graphs(graph):
             assert p.nodes[-1] is leaf
             for node, i, x in zip(p.nodes, p.arguments, p.nodes[1:]):
                 assert node.inputs[i] is x
+
+
+# --- check: grading a learner's answer ---------------------------------------------------------
+
+
+def article_graph():
+    from tinygrad_bp import worked_example as we
+
+    ex = we.build()
+    _, E = ex.forward()
+    return E, {n.label: n for n in tg.toposort(E) if n.label}
+
+
+def test_check_a_number():
+    E, n = article_graph()
+    good = check(E, n["w6"], 0.0826676)
+    assert good.correct
+    assert bool(good)
+    assert good.engine == tg.grad(E, [n["w6"]])[0]
+    assert good.relative_error < 1e-6
+    assert str(good).startswith("Correct: d E_total / d w6 = 0.0826676278475333")
+    bad = check(E, n["w6"], 0.08)
+    assert not bad.correct
+    assert bad.relative_error == pytest.approx(abs(0.08 - bad.engine) / bad.engine)
+    assert "Not quite" in str(bad)
+    assert bad.wrong_factor is None
+    assert check(E, n["w6"], 0.08, rtol=0.05).correct  # the tolerance is the learner's to set
+
+
+def test_check_a_chain_names_the_first_wrong_factor():
+    E, n = article_graph()
+    verdict = check(E, n["w5"], [1, 0.741365, 0.19, 0.593270])
+    assert not verdict.correct
+    assert verdict.wrong_factor == 2
+    assert verdict.expected_factor == pytest.approx(0.186815601808959, abs=1e-12)
+    assert "factor 3 (d out_o1 / d net_o1) is 0.19, but it should be 0.186815601808959" in str(verdict)
+
+
+def test_check_the_articles_short_chains():
+    """dE/dw5 = dE/dout_o1 x dout_o1/dnet_o1 x dnet_o1/dw5, and dE/dw1 through dE/dout_h1, as the article writes."""
+    E, n = article_graph()
+    assert check(E, n["w5"], [0.741365069552316, 0.186815601808959, 0.593269992107187]).correct
+    assert check(E, n["w1"], [0.036350306, 0.2413007, 0.05]).correct
+    wrong_input = check(E, n["w2"], [0.036350306, 0.2413007, 0.05])  # dnet_h1/dw2 is i2 = 0.1
+    assert wrong_input.wrong_factor == 2
+    assert wrong_input.expected_factor == 0.1
+
+
+def test_check_one_path_of_two_is_not_the_gradient():
+    E, n = article_graph()
+    verdict = check(E, n["w1"], [1, 0.741365069552316, 0.186815601808959, 0.4, 0.241300708572325, 0.05])
+    assert not verdict.correct
+    assert verdict.wrong_factor is None
+    assert "one of 2 paths" in str(verdict)
+
+
+def test_check_refuses_what_is_not_an_answer():
+    E, n = article_graph()
+    for answer in (None, "0.08", float("nan"), True, [], [0.1, "x"]):
+        with pytest.raises(TypeError):
+            check(E, n["w5"], answer)
+    with pytest.raises(ValueError, match="does not depend"):
+        check(n["net_h1"], n["w5"], 1.0)
+    too_long = check(E, n["w5"], [1.0] * 9)
+    assert not too_long.correct
+    assert "longest path" in str(too_long)

@@ -13,6 +13,10 @@ no recursion, no enumeration) and raises
 :class:`~tinygrad_bp.errors.GraphTooLargeError` when there are more than
 ``max_paths``: the result is never silently truncated.
 
+:func:`check` grades a learner's answer against the engine: a number, or a
+chain of factors (one local derivative per edge along a path, output first),
+in which case it names the first factor that is wrong and what it should be.
+
 Nothing in the graph is modified.
 """
 
@@ -23,12 +27,12 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from .engine import toposort
+from .engine import grad, toposort
 from .errors import GraphTooLargeError, NonDifferentiableError
 from .rules import RULES
 from .value import Value
 
-__all__ = ["Explanation", "NodeNames", "Path", "explain", "local_derivatives"]
+__all__ = ["Explanation", "NodeNames", "Path", "Verdict", "check", "explain", "local_derivatives"]
 
 
 class NodeNames:
@@ -258,3 +262,181 @@ def explain(output: Value, wrt: Value, max_paths: int = 1000, *, digits: int = 1
         )
         raise GraphTooLargeError(msg)
     return Explanation(output, wrt, _paths(output, wrt, counts), names, digits)
+
+
+# --- grading a learner's answer ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What :func:`check` says of an answer; ``str(verdict)`` says it in words.
+
+    Attributes:
+        correct: the answer equals the engine's gradient (within the tolerances).
+        engine: d output / d wrt from the engine.
+        answer: the learner's number (for a chain of factors: their product).
+        relative_error: |answer - engine| / |engine| (the absolute error when engine is 0).
+        wrong_factor: for a chain, the position (from 0) of the first wrong factor, else None.
+        expected_factor: what that factor should be, else None.
+        message: the verdict in words.
+
+    """
+
+    correct: bool
+    engine: float
+    answer: float
+    relative_error: float
+    wrong_factor: int | None
+    expected_factor: float | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __bool__(self) -> bool:
+        return self.correct
+
+
+def _verdict(
+    engine: float,
+    answer: float,
+    error: float,
+    message: str,
+    *,
+    correct: bool = False,
+    wrong: tuple[int, float] | None = None,
+) -> Verdict:
+    index, expected = wrong if wrong is not None else (None, None)
+    return Verdict(correct, engine, answer, error, index, expected, message)
+
+
+def _close(a: float, b: float, rtol: float, atol: float) -> bool:
+    return abs(a - b) <= atol + rtol * abs(b)
+
+
+def _relative(a: float, b: float) -> float:
+    return abs(a - b) / abs(b) if b != 0 else abs(a - b)
+
+
+def _number_answer(x: object, what: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        msg = f"check: {what} must be a finite number, not {x!r}"
+        raise TypeError(msg)
+    return float(x)
+
+
+def _expected_chain(
+    path: Path, n: int, output: Value, names: NodeNames
+) -> tuple[list[float], list[str]] | None:
+    """The ``n`` factors a learner's chain along ``path`` should have, with their names; None if too long.
+
+    With as many factors as the path has edges, each is a local derivative.
+    With fewer, the first factor stands for the whole start of the path:
+    d output / d node, where node is where the rest of the chain begins (as the
+    article writes dE/dw1 = dE/dout_h1 x dout_h1/dnet_h1 x dnet_h1/dw1).
+    """
+    m = len(path.factors)
+    if n > m or n == 0:
+        return None
+    edges = [f"d {names(a)} / d {names(b)}" for a, b in zip(path.nodes, path.nodes[1:])]
+    if n == m:
+        return list(path.factors), edges
+    start = path.nodes[m - n + 1]
+    (total,) = grad(output, [start])
+    return [total, *path.factors[m - n + 1 :]], [f"d {names(output)} / d {names(start)}", *edges[m - n + 1 :]]
+
+
+def _leading_matches(given: list[float], expected: list[float], rtol: float, atol: float) -> int:
+    k = 0
+    while k < len(given) and _close(given[k], expected[k], rtol, atol):
+        k += 1
+    return k
+
+
+def _check_chain(
+    output: Value, wrt: Value, factors: list[float], engine: float, rtol: float, atol: float
+) -> Verdict:
+    """The verdict on a chain of factors (see :func:`check`)."""
+    explanation = explain(output, wrt)
+    names, n = explanation._names, len(factors)
+    product = math.prod(factors)
+    error = _relative(product, engine)
+    candidates = []
+    for path in explanation.paths:
+        chain = _expected_chain(path, n, output, names)
+        if chain is not None:
+            candidates.append((_leading_matches(factors, chain[0], rtol, atol), chain))
+    if not candidates:
+        longest = max(len(p.factors) for p in explanation.paths)
+        message = (
+            f"Not quite: your chain has {n} factors, but the longest path from {names(wrt)} to "
+            f"{names(output)} has {longest} edges (one factor per edge)."
+        )
+        return _verdict(engine, product, error, message)
+    matched, (expected, labels) = max(candidates, key=lambda c: c[0])
+    fmt = explanation._number
+    if matched < n:
+        message = (
+            f"Not quite: factor {matched + 1} ({labels[matched]}) is {fmt(factors[matched])}, "
+            f"but it should be {fmt(expected[matched])}."
+            + (" The factors before it are right." if matched else "")
+        )
+        return _verdict(engine, product, error, message, wrong=(matched, expected[matched]))
+    if not _close(product, engine, rtol, atol):
+        message = (
+            f"Every factor is right, but this chain is one of {len(explanation.paths)} paths: "
+            f"{explanation.title()} = {fmt(engine)} adds the products of all of them "
+            f"(yours gives {fmt(product)}; explain(output, wrt) lists the paths)."
+        )
+        return _verdict(engine, product, error, message)
+    message = (
+        f"Correct: {explanation.title()} = {' x '.join(fmt(f) for f in factors)} = {fmt(product)} "
+        f"(the engine: {fmt(engine)})."
+    )
+    return _verdict(engine, product, error, message, correct=True)
+
+
+def check(
+    output: Value, wrt: Value, answer: float | Sequence[float], *, rtol: float = 1e-4, atol: float = 1e-12
+) -> Verdict:
+    """Grade a learner's d ``output`` / d ``wrt`` against the engine.
+
+    ``answer`` is a number, or a list of factors: the learner's chain, output
+    first, one local derivative per edge along a path (for w5 in the worked
+    example: dE_total/dE_o1, dE_o1/dout_o1, dout_o1/dnet_o1, dnet_o1/dw5). A
+    shorter chain may start with a total derivative (dE/dout_o1, ...), as the
+    articles write it. For a chain the verdict names the first factor that
+    differs from the engine's on the best-matching path, and what it should be.
+    Numbers agree when |a - b| <= atol + rtol |b| (4 significant digits by default).
+
+    Raises:
+        TypeError: ``answer`` is not a finite number or a non-empty list of them.
+        ValueError: ``output`` does not depend on ``wrt``.
+
+    """
+    for what, x in (("output", output), ("wrt", wrt)):
+        if not isinstance(x, Value):
+            msg = f"check: {what} must be a Value, not {type(x).__name__}"
+            raise TypeError(msg)
+    if isinstance(answer, (list, tuple)):
+        if not answer:
+            msg = "check: a chain of factors needs at least one factor"
+            raise TypeError(msg)
+        factors = [_number_answer(f, f"factor {k + 1}") for k, f in enumerate(answer)]
+    else:
+        factors = None
+        number = _number_answer(answer, "answer")
+    explanation = explain(output, wrt)  # ValueError when there is no path
+    (engine,) = grad(output, [wrt])
+    if factors is not None:
+        return _check_chain(output, wrt, factors, engine, rtol, atol)
+    error = _relative(number, engine)
+    fmt = explanation._number
+    if _close(number, engine, rtol, atol):
+        message = f"Correct: {explanation.title()} = {fmt(engine)} (yours: {fmt(number)})."
+    else:
+        message = (
+            f"Not quite: {explanation.title()} is {fmt(engine)}; yours, {fmt(number)}, is off by "
+            f"a relative {error:.2g}."
+        )
+    return _verdict(engine, number, error, message, correct=_close(number, engine, rtol, atol))
