@@ -1182,6 +1182,125 @@ def _digits_fit_cells() -> list[Cell]:
 # building and running
 # =================================================================================================
 
+# =================================================================================================
+# 06 exercises
+# =================================================================================================
+
+
+def exercises() -> list[Cell]:
+    """06: derive gradients by hand and have the library say whether they are right."""
+    return [
+        md(r"""
+        # Exercises: derive it yourself, the library checks
+
+        Each exercise asks for a derivative of the articles' 2-2-2 network (notebook 02). Work it
+        out by hand (or with a calculator), write it in the cell, run the check after it.
+        `check(output, wrt, answer)` compares your answer with the engine and says, in words,
+        whether it is right; give it a **chain of factors** (one local derivative per edge, output
+        first) and it names the first factor that is wrong and what it should be.
+
+        The numbers you need are printed below: the forward pass in the article's names.
+        """),
+        code("""
+        import tinygrad_bp
+        from tinygrad_bp import custom_op, gradcheck, sigmoid
+        from tinygrad_bp import worked_example as we
+        from tinygrad_bp.explain import check
+
+        ex = we.build()
+        _, E = ex.forward()
+        n = {node.label: node for node in tinygrad_bp.toposort(E) if node.label}
+        for name in ["i1", "i2", "t1", "t2", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "b1", "b2",
+                     "net_h1", "out_h1", "net_h2", "out_h2", "net_o1", "out_o1", "net_o2", "out_o2", "E_total"]:
+            print(f"{name:<7} = {n[name].data:.9f}")
+        """),
+        md(r"""
+        ## 1. dE/dw6
+
+        $w_6$ connects $h_2$ to $o_1$. Write $\partial E_{total}/\partial w_6$ as a number.
+        (Hint: like $w_5$ in notebook 02, with $out_{h2}$ instead of $out_{h1}$.)
+        """),
+        code("""
+        answer_w6 = None   # your number, e.g. 0.0827
+        """),
+        code("""
+        print("write your answer above, then run this cell" if answer_w6 is None else check(E, n["w6"], answer_w6))
+        """),
+        md(r"""
+        ## 2. dE/dw2 as a chain
+
+        Write $\partial E_{total}/\partial w_2$ the article's way, as a list of three factors:
+        $\partial E_{total}/\partial out_{h1}$ (what $out_{h1}$ receives from both outputs),
+        $\partial out_{h1}/\partial net_{h1}$ and $\partial net_{h1}/\partial w_2$.
+        """),
+        code("""
+        chain_w2 = None   # [dE/dout_h1, dout_h1/dnet_h1, dnet_h1/dw2]
+        """),
+        code("""
+        print("write your chain above, then run this cell" if chain_w2 is None else check(E, n["w2"], chain_w2))
+        """),
+        md(r"""
+        ## 3. A delta
+
+        $\delta_{h2} = \partial E_{total}/\partial net_{h2} = out_{h2}(1 - out_{h2})
+        (\delta_{o1} w_6 + \delta_{o2} w_8)$, with $\delta_{ok} = (out_{ok} - t_k)\, out_{ok}(1 - out_{ok})$.
+        """),
+        code("""
+        delta_h2 = None   # your number
+        """),
+        code("""
+        print("write your answer above, then run this cell" if delta_h2 is None else check(E, n["net_h2"], delta_h2))
+        """),
+        md(r"""
+        ## 4. The derivative of a new operation
+
+        SiLU (also called swish) is $f(x) = x\, s(x)$. Write its derivative $f'(x)$; the library
+        registers the operation with your derivative and `gradcheck` compares it with finite
+        differences at a few points.
+        """),
+        code("""
+        def silu_derivative(x):
+            return None   # your f'(x); sigmoid(x) works on numbers and on Values
+        """),
+        code("""
+        silu = custom_op("silu", lambda x: x * sigmoid(x), silu_derivative)
+        if silu_derivative(0.5) is None:
+            print("write your derivative above, then run this cell")
+        else:
+            for x in (-2.0, -0.3, 0.5, 1.7):
+                ok = gradcheck(lambda v: silu(v), [x], raise_exception=False)
+                print(f"x = {x:>4}: {'right' if ok else 'WRONG: the engine and finite differences differ'}")
+        """),
+        md("""
+        ## Answers (try first!)
+
+        The same checks with answers filled in: a right one, and a typical mistake for each.
+        """),
+        code("""
+        print(check(E, n["w6"], 0.0826676))          # right
+        print(check(E, n["w6"], 0.0821670))          # dE/dw5's value: out_h1 used instead of out_h2
+        """),
+        code("""
+        print(check(E, n["w2"], [0.036350306, 0.241300709, 0.1]))    # right: dnet_h1/dw2 = i2
+        print(check(E, n["w2"], [0.036350306, 0.241300709, 0.05]))   # i1 instead of i2
+        print(check(E, n["w2"], [0.055399425, 0.241300709, 0.1]))    # only what out_h1 receives from o1
+        """),
+        code("""
+        d_o1 = (n["out_o1"].data - we.TARGETS[0]) * n["out_o1"].data * (1 - n["out_o1"].data)
+        d_o2 = (n["out_o2"].data - we.TARGETS[1]) * n["out_o2"].data * (1 - n["out_o2"].data)
+        h2 = n["out_h2"].data
+        print(check(E, n["net_h2"], h2 * (1 - h2) * (d_o1 * n["w6"].data + d_o2 * n["w8"].data)))   # right
+        print(check(E, n["net_h2"], h2 * (1 - h2) * (d_o1 * n["w5"].data + d_o2 * n["w7"].data)))   # h1's weights
+        """),
+        code("""
+        right = custom_op("silu", lambda x: x * sigmoid(x), lambda x: sigmoid(x) + x * sigmoid(x) * (1 - sigmoid(x)))
+        print("right:", gradcheck(lambda v: right(v), [0.5], raise_exception=False))
+        wrong = custom_op("silu", lambda x: x * sigmoid(x), lambda x: sigmoid(x) * (1 - sigmoid(x)))  # s'(x) only
+        print("s'(x) alone:", gradcheck(lambda v: wrong(v), [0.5], raise_exception=False))
+        """),
+    ]
+
+
 NOTEBOOKS: dict[str, Callable[[], list[Cell]]] = {
     "00_quickstart.ipynb": quickstart,
     "01_perceptrons.ipynb": perceptrons,
@@ -1189,6 +1308,7 @@ NOTEBOOKS: dict[str, Callable[[], list[Cell]]] = {
     "03_minibatch_network.ipynb": minibatch_network,
     "04_himmelblau_adam.ipynb": himmelblau_adam,
     "05_training.ipynb": training,
+    "06_exercises.ipynb": exercises,
 }
 
 

@@ -33,6 +33,7 @@ EXPECTED = [
     "03_minibatch_network.ipynb",
     "04_himmelblau_adam.ipynb",
     "05_training.ipynb",
+    "06_exercises.ipynb",
 ]
 
 
