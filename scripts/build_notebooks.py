@@ -1210,8 +1210,9 @@ def exercises() -> list[Cell]:
         ex = we.build()
         _, E = ex.forward()
         n = {node.label: node for node in tinygrad_bp.toposort(E) if node.label}
-        for name in ["i1", "i2", "t1", "t2", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "b1", "b2",
-                     "net_h1", "out_h1", "net_h2", "out_h2", "net_o1", "out_o1", "net_o2", "out_o2", "E_total"]:
+        names = ["i1", "i2", "t1", "t2", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "b1", "b2",
+                 "net_h1", "out_h1", "net_h2", "out_h2", "net_o1", "out_o1", "net_o2", "out_o2", "E_total"]
+        for name in names:
             print(f"{name:<7} = {n[name].data:.9f}")
         """),
         md(r"""
@@ -1224,7 +1225,10 @@ def exercises() -> list[Cell]:
         answer_w6 = None   # your number, e.g. 0.0827
         """),
         code("""
-        print("write your answer above, then run this cell" if answer_w6 is None else check(E, n["w6"], answer_w6))
+        if answer_w6 is None:
+            print("write your answer above, then run this cell")
+        else:
+            print(check(E, n["w6"], answer_w6))
         """),
         md(r"""
         ## 2. dE/dw2 as a chain
@@ -1237,7 +1241,10 @@ def exercises() -> list[Cell]:
         chain_w2 = None   # [dE/dout_h1, dout_h1/dnet_h1, dnet_h1/dw2]
         """),
         code("""
-        print("write your chain above, then run this cell" if chain_w2 is None else check(E, n["w2"], chain_w2))
+        if chain_w2 is None:
+            print("write your chain above, then run this cell")
+        else:
+            print(check(E, n["w2"], chain_w2))
         """),
         md(r"""
         ## 3. A delta
@@ -1249,7 +1256,10 @@ def exercises() -> list[Cell]:
         delta_h2 = None   # your number
         """),
         code("""
-        print("write your answer above, then run this cell" if delta_h2 is None else check(E, n["net_h2"], delta_h2))
+        if delta_h2 is None:
+            print("write your answer above, then run this cell")
+        else:
+            print(check(E, n["net_h2"], delta_h2))
         """),
         md(r"""
         ## 4. The derivative of a new operation
@@ -1289,13 +1299,17 @@ def exercises() -> list[Cell]:
         d_o1 = (n["out_o1"].data - we.TARGETS[0]) * n["out_o1"].data * (1 - n["out_o1"].data)
         d_o2 = (n["out_o2"].data - we.TARGETS[1]) * n["out_o2"].data * (1 - n["out_o2"].data)
         h2 = n["out_h2"].data
-        print(check(E, n["net_h2"], h2 * (1 - h2) * (d_o1 * n["w6"].data + d_o2 * n["w8"].data)))   # right
-        print(check(E, n["net_h2"], h2 * (1 - h2) * (d_o1 * n["w5"].data + d_o2 * n["w7"].data)))   # h1's weights
+        w5, w6, w7, w8 = (n[k].data for k in ("w5", "w6", "w7", "w8"))
+        print(check(E, n["net_h2"], h2 * (1 - h2) * (d_o1 * w6 + d_o2 * w8)))   # right
+        print(check(E, n["net_h2"], h2 * (1 - h2) * (d_o1 * w5 + d_o2 * w7)))   # h1's weights
         """),
         code("""
-        right = custom_op("silu", lambda x: x * sigmoid(x), lambda x: sigmoid(x) + x * sigmoid(x) * (1 - sigmoid(x)))
+        def s(x):
+            return sigmoid(x)
+
+        right = custom_op("silu", lambda x: x * s(x), lambda x: s(x) + x * s(x) * (1 - s(x)))
         print("right:", gradcheck(lambda v: right(v), [0.5], raise_exception=False))
-        wrong = custom_op("silu", lambda x: x * sigmoid(x), lambda x: sigmoid(x) * (1 - sigmoid(x)))  # s'(x) only
+        wrong = custom_op("silu", lambda x: x * s(x), lambda x: s(x) * (1 - s(x)))  # s'(x) alone
         print("s'(x) alone:", gradcheck(lambda v: wrong(v), [0.5], raise_exception=False))
         """),
     ]
