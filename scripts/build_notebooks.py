@@ -421,6 +421,32 @@ def perceptrons() -> list[Cell]:
         code("""
         print(" -> ".join(step.node.label for step in Stepper(E).backward_steps))
         """),
+        md(r"""
+        ## Deriving s'(x) = s(x)(1 - s(x)): the engine finds it from exp, + and /
+
+        The articles use $s'(x) = s(x)(1 - s(x))$ throughout. Build $s(x) = 1 / (1 + e^{-x})$ from
+        the engine's elementary operations (negation, `exp`, `+`, `/`) and nothing else, and the
+        chain rule through those four nodes gives exactly that. Line by line:
+        $u = -x$, $e = e^{u}$, $d = 1 + e$, $s = 1/d$;
+        $\partial s/\partial d = -1/d^2$, $\partial d/\partial e = 1$, $\partial e/\partial u = e^{u}$,
+        $\partial u/\partial x = -1$; the product is $e^{-x}/(1 + e^{-x})^2 = s(x)(1 - s(x))$.
+        """),
+        code("""
+        from tinygrad_bp import Value
+        from tinygrad_bp.explain import explain
+
+        x = Value(0.3775, label="x")          # net_h1 of the worked example
+        u = -x;        u.label = "u"        # u = -x
+        e = u.exp();   e.label = "e"        # e = exp(u)
+        d = 1 + e;     d.label = "d"        # d = 1 + e
+        s = 1 / d;     s.label = "s"        # s = 1 / d
+        s.backward()
+        print(explain(s, x))
+        print(f"\\nthe engine's ds/dx = {x.grad:.15f}")
+        print(f"s (1 - s)          = {s.data * (1 - s.data):.15f}")
+        print(f"the sigmoid node   : {Value(0.3775).sigmoid().data:.15f} = s, "
+              f"whose rule is s(1 - s) directly")
+        """),
         md("""
         **Next:** `02_worked_example.ipynb` follows the articles' 2-2-2 network number by number.
         """),
@@ -850,6 +876,51 @@ def minibatch_network() -> list[Cell]:
         h = digits_net.SGD(list(zip(X_tr, y_tr)), 10, 10, 3.0, list(zip(X_te, y_te)), seed=0)
         for epoch, acc in enumerate(h["test_accuracy"], start=1):
             print(f"epoch {epoch}: test accuracy {acc:.3f}")
+        """),
+        md(r"""
+        ## The 2-3-1 gradients in the article's own names
+
+        The article names the 2-3-1 network's weights $w_{13}, w_{23}$ (into unit 3), $w_{14},
+        w_{24}$, $w_{15}, w_{25}$, then $w_{36}, w_{46}, w_{56}$ (into the output unit 6), the biases
+        $b_1..b_4$, the sums $\sigma_3..\sigma_6$ and the outputs $\breve y_3..\breve y_6$, with
+        $l = \frac12 (\breve y_6 - y_6)^2$. It derives
+
+        $\partial l/\partial w_{36} = (\breve y_6 - y_6)\, S(\sigma_6)(1 - S(\sigma_6))\, \breve y_3$ and
+        $\partial l/\partial w_{13} = (\breve y_6 - y_6)\, S(\sigma_6)(1 - S(\sigma_6))\, w_{36}\,
+        S(\sigma_3)(1 - S(\sigma_3))\, x_1$, and the same for the others. The engine, on a graph
+        labelled in those names:
+        """),
+        code("""
+        import math
+        import random
+
+        from tinygrad_bp import Value, sigmoid, toposort
+
+        rng = random.Random(2)
+        x1, x2, y6 = Value(0.7, label="x1", requires_grad=False), Value(-0.4, label="x2", requires_grad=False), 1.0
+        w = {name: Value(rng.uniform(-1, 1), label=name)
+             for name in ["w13", "w23", "w14", "w24", "w15", "w25", "w36", "w46", "w56"]}
+        b = {name: Value(rng.uniform(-1, 1), label=name) for name in ["b1", "b2", "b3", "b4"]}
+        hidden = {}
+        for k, bias in zip((3, 4, 5), ("b1", "b2", "b3")):
+            sigma = w[f"w1{k}"] * x1 + w[f"w2{k}"] * x2 + b[bias]; sigma.label = f"sigma{k}"
+            hidden[k] = sigmoid(sigma);                              hidden[k].label = f"y{k}"
+        sigma6 = w["w36"] * hidden[3] + w["w46"] * hidden[4] + w["w56"] * hidden[5] + b["b4"]
+        sigma6.label = "sigma6"
+        y_hat = sigmoid(sigma6); y_hat.label = "y6"
+        l = 0.5 * (y_hat - y6) ** 2; l.label = "l"
+        l.backward()
+
+        S6 = y_hat.data
+        common = (S6 - y6) * S6 * (1 - S6)       # (y6^ - y6) S(sigma6)(1 - S(sigma6))
+        print(f"{'weight':<6} {'the article':>20} {'engine':>20}")
+        for k in (3, 4, 5):
+            print(f"w{k}6   {common * hidden[k].data:>20.15f} {w[f'w{k}6'].grad:>20.15f}")
+        for k in (3, 4, 5):
+            Sk = hidden[k].data
+            for i, xi in ((1, x1), (2, x2)):
+                article = common * w[f"w{k}6"].data * Sk * (1 - Sk) * xi.data
+                print(f"w{i}{k}   {article:>20.15f} {w[f'w{i}{k}'].grad:>20.15f}")
         """),
         md("""
         **Next:** `04_himmelblau_adam.ipynb` uses the same engine to minimise a function with Adam.
