@@ -897,7 +897,9 @@ def minibatch_network() -> list[Cell]:
         from tinygrad_bp import Value, sigmoid, toposort
 
         rng = random.Random(2)
-        x1, x2, y6 = Value(0.7, label="x1", requires_grad=False), Value(-0.4, label="x2", requires_grad=False), 1.0
+        x1 = Value(0.7, label="x1", requires_grad=False)
+        x2 = Value(-0.4, label="x2", requires_grad=False)
+        y6 = 1.0                                  # the target
         w = {name: Value(rng.uniform(-1, 1), label=name)
              for name in ["w13", "w23", "w14", "w24", "w15", "w25", "w36", "w46", "w56"]}
         b = {name: Value(rng.uniform(-1, 1), label=name) for name in ["b1", "b2", "b3", "b4"]}
