@@ -139,7 +139,29 @@ def test_grad_leaves_grad_untouched_and_handles_unused():
     assert y.grad == 0.0
     with pytest.raises(ValueError, match="allow_unused"):
         grad(y, [x, z])
-    assert grad(y, [x, z], allow_unused=True) == [12.0, 0.0]
+    with pytest.raises(RuntimeError, match="materialize_grads"):  # torch raises a RuntimeError
+        grad(y, [x, z])
+    assert grad(y, [x, z], allow_unused=True) == [12.0, None]  # torch gives None
+    assert grad(y, [x, z], materialize_grads=True) == [12.0, 0.0]
+    (zero,) = grad(y, [z], create_graph=True, materialize_grads=True)
+    assert isinstance(zero, Value)
+    assert zero.data == 0.0
+
+
+def test_grad_has_torchs_signature():
+    """grad(outputs, inputs, grad_outputs=None, *, create_graph, allow_unused, materialize_grads)."""
+    x = Value(3.0)
+    y1, y2 = x * x, x * 2.0
+    assert grad(y1, [x], 2.0) == [12.0]  # grad_outputs, positional as in torch
+    assert grad(y1, x, grad_outputs=0.5) == [3.0]
+    assert grad([y1, y2], [x]) == [6.0 + 2.0]  # several outputs: their gradients add up
+    assert grad([y1, y2], [x], [1.0, 10.0]) == [6.0 + 20.0]
+    with pytest.raises(ValueError, match="2 grad_outputs for 1 outputs"):
+        grad(y1, [x], [1.0, 2.0])
+    with pytest.raises(TypeError):
+        grad(y1, [x], 1.0, True)  # create_graph is keyword-only, as in torch
+    with pytest.raises(TypeError, match=r"inputs\[0\] must be a Value"):
+        grad(y1, [3.0])
 
 
 def test_grad_with_respect_to_an_intermediate_node():

@@ -35,7 +35,7 @@ def hessian_by_create_graph(expr):
     """H_ij = d/dx_j (d out/d x_i): differentiate the create_graph=True first derivatives again."""
     out, leaves = expr.graph()
     first = tg.grad(out, leaves, create_graph=True)
-    return [tg.grad(g, leaves, allow_unused=True) for g in first]
+    return [tg.grad(g, leaves, materialize_grads=True) for g in first]
 
 
 def hessian_by_differences(expr, eps=EPS2):
@@ -77,10 +77,10 @@ def test_backward_with_an_upstream_gradient_matches_finite_differences(expr, ups
 
 @given(expressions(), upstream_gradients())
 def test_backward_with_an_upstream_gradient_is_grad_times_upstream(expr, upstream):
-    """backward(u) and u * grad(out) agree to rounding; grad_output=u agrees exactly."""
+    """backward(u) and u * grad(out) agree to rounding; grad_outputs=u agrees exactly."""
     out, leaves = expr.graph()
     plain = tg.grad(out, leaves)
-    seeded = tg.grad(out, leaves, grad_output=upstream)
+    seeded = tg.grad(out, leaves, grad_outputs=upstream)
     out.backward(upstream)
     assert [x.grad for x in leaves] == seeded
     expected = [upstream * g for g in plain]

@@ -117,7 +117,7 @@ def engine_hessian(expr):
     """H_ij by tg.grad(create_graph=True), then tg.grad of each first derivative."""
     out, leaves = expr.graph()
     first = tg.grad(out, leaves, create_graph=True)
-    return [g.data for g in first], [tg.grad(g, leaves, allow_unused=True) for g in first]
+    return [g.data for g in first], [tg.grad(g, leaves, materialize_grads=True) for g in first]
 
 
 @settings(max_examples=40)

@@ -18,6 +18,7 @@ from .errors import (
     TapeMismatchError,
     TinygradBPError,
     UnknownOperationError,
+    UnusedInputError,
     ZeroDivisionInOperationError,
 )
 from .gradcheck import gradcheck
@@ -61,6 +62,7 @@ __all__ = [
     "TapeMismatchError",
     "TinygradBPError",
     "UnknownOperationError",
+    "UnusedInputError",
     "Value",
     "ZeroDivisionInOperationError",
     "__version__",

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import NonDifferentiableError, OperationOverflowError
+from .errors import NonDifferentiableError, OperationOverflowError, UnusedInputError
 from .rules import RULES
 from .value import Value, _operand, _set_grad_enabled, constant
 
@@ -298,46 +298,74 @@ class _Recording(_NoRecording):
         self._previous = _set_grad_enabled(enabled=True)
 
 
+def _as_list(x: object, what: str) -> list[Value]:
+    """One Value or an iterable of Values as a list; TypeError naming ``what`` otherwise."""
+    items = [x] if isinstance(x, Value) else list(x)  # type: ignore[call-overload]
+    for i, item in enumerate(items):
+        if not isinstance(item, Value):
+            msg = f"grad: {what}[{i}] must be a Value, not {type(item).__name__}"
+            raise TypeError(msg)
+    return items
+
+
+def _seeds(grad_outputs: object, outputs: list[Value], create_graph: bool) -> list[Any]:
+    """The seed d L / d output for each output: 1.0 when ``grad_outputs`` is None."""
+    if grad_outputs is None:
+        return [1.0] * len(outputs)
+    given = [grad_outputs] if not isinstance(grad_outputs, (list, tuple)) else list(grad_outputs)
+    if len(given) != len(outputs):
+        msg = f"grad: {len(given)} grad_outputs for {len(outputs)} outputs"
+        raise ValueError(msg)
+    return [g if create_graph and isinstance(g, Value) else _check_seed(g) for g in given]
+
+
+def _add(a: Any, b: Any) -> Any:
+    return b if a is None else a + b
+
+
 def grad(
-    output: Value,
+    outputs: Value | Iterable[Value],
     inputs: Value | Iterable[Value],
+    grad_outputs: float | Value | Sequence[float | Value] | None = None,
+    *,
     create_graph: bool = False,
     allow_unused: bool = False,
-    grad_output: float | Value = 1.0,
+    materialize_grads: bool = False,
 ) -> list[Any]:
-    """d output / d input for each input, leaving every ``.grad`` untouched.
+    """d outputs / d input for each input, leaving every ``.grad`` untouched (``torch.autograd.grad``).
 
+    ``grad_outputs`` scales each output's seed (1.0 by default); with several
+    outputs the gradients add up: sum_k grad_outputs[k] * d outputs[k] / d input.
     Returns floats, or with ``create_graph=True`` Values that can be
-    differentiated again (second and higher derivatives). An input that
-    ``output`` does not depend on raises ValueError unless ``allow_unused``,
-    which gives 0.0 for it.
+    differentiated again (second and higher derivatives). An input that the
+    outputs do not depend on raises :class:`~tinygrad_bp.errors.UnusedInputError`
+    (a RuntimeError, as in torch, and a ValueError) unless ``allow_unused=True``,
+    which gives None for it, or ``materialize_grads=True``, which gives 0.0.
     """
-    if not isinstance(output, Value):
-        msg = f"grad: output must be a Value, not {type(output).__name__}"
-        raise TypeError(msg)
-    wanted: Sequence[Value] = (inputs,) if isinstance(inputs, Value) else tuple(inputs)
-    for i, x in enumerate(wanted):
-        if not isinstance(x, Value):
-            msg = f"grad: inputs[{i}] must be a Value, not {type(x).__name__}"
-            raise TypeError(msg)
-    if output.requires_grad:
-        seed = grad_output if create_graph and isinstance(grad_output, Value) else _check_seed(grad_output)
-        grads = gradients(output, seed, create_graph=create_graph)
-    else:
-        grads = {}
+    roots = _as_list(outputs, "outputs")
+    wanted = _as_list(inputs, "inputs")
+    seeds = _seeds(grad_outputs, roots, create_graph)
+    totals: dict[Value, Any] = {}
+    for root, seed in zip(roots, seeds):
+        if root.requires_grad:
+            for node, g in gradients(root, seed, create_graph=create_graph).items():
+                totals[node] = _add(totals.get(node), g)
     result: list[Any] = []
     for i, x in enumerate(wanted):
-        if x in grads:
-            g = grads[x]
+        if x in totals:
+            g = totals[x]
             # A derivative that came out as a plain number is still returned as a Value.
             result.append(constant(g) if create_graph and not isinstance(g, Value) else g)
+        elif materialize_grads:
+            result.append(constant(0.0) if create_graph else 0.0)
         elif allow_unused:
-            result.append(0.0)
+            result.append(None)
         else:
             name = f" ({x.label!r})" if x.label else ""
             msg = (
-                f"grad: inputs[{i}]{name} is not used to compute the output "
-                "(or does not require grad); pass allow_unused=True to get 0.0 for it"
+                f"grad: inputs[{i}]{name} is not used to compute the outputs "
+                "(or does not require grad); pass allow_unused=True to get None for it, "
+                "or materialize_grads=True to get 0.0"
             )
-            raise ValueError(msg)
+            raise UnusedInputError(msg)
     return result

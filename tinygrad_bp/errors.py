@@ -18,6 +18,7 @@ __all__ = [
     "TapeMismatchError",
     "TinygradBPError",
     "UnknownOperationError",
+    "UnusedInputError",
     "ZeroDivisionInOperationError",
 ]
 
@@ -56,6 +57,13 @@ class UnknownOperationError(TinygradBPError, LookupError):
 
     Raised when the node is built, naming the operation, never later in the
     backward pass.
+    """
+
+
+class UnusedInputError(TinygradBPError, RuntimeError, ValueError):
+    """``grad`` was asked for an input the outputs do not depend on (and ``allow_unused`` is False).
+
+    A RuntimeError, as ``torch.autograd.grad`` raises, and a ValueError, as tinygrad_bp 0.1 raised.
     """
 
 

@@ -54,7 +54,7 @@ def gradcheck(
     if not isinstance(out, Value):
         msg = f"gradcheck: fn must return a Value, not {type(out).__name__}"
         raise TypeError(msg)
-    analytical = grad(out, leaves, allow_unused=True)
+    analytical = grad(out, leaves, materialize_grads=True)
     numerical = numerical_gradient(fn, point, eps)
     failures = []
     for i, (a, n) in enumerate(zip(analytical, numerical)):
