@@ -159,7 +159,7 @@ def test_grad_has_torchs_signature():
     with pytest.raises(ValueError, match="2 grad_outputs for 1 outputs"):
         grad(y1, [x], [1.0, 2.0])
     with pytest.raises(TypeError):
-        grad(y1, [x], 1.0, True)  # create_graph is keyword-only, as in torch
+        grad(y1, [x], 1.0, True)  # create_graph is keyword-only, as in torch  # noqa: FBT003 - the point: a positional flag is refused
     with pytest.raises(TypeError, match=r"inputs\[0\] must be a Value"):
         grad(y1, [3.0])
 

@@ -35,6 +35,8 @@ ADAM_CONFIGS = [
     {"lr": 1e-2, "weight_decay": 0.1},
     {"lr": 5e-2, "betas": (0.8, 0.99), "eps": 1e-6},
     {"lr": 1e-3, "betas": (0.0, 0.5)},
+    {"lr": 1e-2, "amsgrad": True},
+    {"lr": 1e-2, "amsgrad": True, "weight_decay": 0.1},
 ]
 
 
@@ -149,12 +151,74 @@ def test_tiny_mlp_follows_torch(torch, ours_cls, config):
 def test_zero_grad_and_state():
     x = Value(1.0)
     x.grad = 3.0
-    opt = Adam([x])
+    opt = Adam([x], weight_decay=0.5)
     opt.zero_grad()
     assert x.grad == 0.0
-    opt.step()  # a zero gradient moves nothing
+    assert isinstance(x.grad, float)
+    opt.step()  # no gradient since zero_grad: left alone, even with weight decay (torch's rule)
     assert x.data == 1.0
+    assert opt.t == 0
+    (x * 2.0).backward()
+    opt.step()
     assert opt.t == 1
+    assert x.data != 1.0
+
+
+@pytest.mark.parametrize(
+    ("ours_cls", "config"),
+    [(SGD, {"lr": 0.1, "momentum": 0.9}), (Adam, {"lr": 0.1}), (Adam, {"lr": 0.1, "amsgrad": True})],
+)
+def test_a_parameter_without_gradient_is_skipped_as_torch_does(torch, ours_cls, config):
+    """Step 1's loss a*b, step 2's a*a: b gets no gradient in step 2 and must not move."""
+    a, b = Value(1.0), Value(2.0)
+    ours = ours_cls([a, b], **config)
+    ta = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    tb = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    theirs = getattr(torch.optim, ours_cls.__name__)([ta, tb], **config)
+    for loss, tloss in ((lambda: a * b, lambda: ta * tb), (lambda: a * a, lambda: ta * ta)) * 2:
+        ours.zero_grad()
+        loss().backward()
+        ours.step()
+        theirs.zero_grad()
+        tloss().backward()
+        theirs.step()
+        assert_close_lists([a.data, b.data], [ta.item(), tb.item()])
+
+
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [
+        ("SGD", {"lr": 0.05, "momentum": 0.9, "maximize": True}),
+        ("SGD", {"lr": 0.05, "weight_decay": 0.1, "maximize": True}),
+        ("Adam", {"lr": 0.05, "maximize": True}),
+        ("Adam", {"lr": 0.05, "amsgrad": True, "weight_decay": 0.01, "maximize": True}),
+    ],
+)
+def test_maximize_climbs_as_torch_does(torch, name, config):
+    """maximize=True: the update follows +grad, on f = -(x - 1)^2 - (y + 2)^2 (a maximum at (1, -2))."""
+    ours_cls = {"SGD": SGD, "Adam": Adam}[name]
+    x, y = Value(0.0), Value(0.0)
+    ours = ours_cls([x, y], **config)
+    t = torch.tensor([0.0, 0.0], dtype=torch.float64, requires_grad=True)
+    theirs = getattr(torch.optim, name)([t], **config)
+    for k in range(200):
+        ours.zero_grad()
+        (-((x - 1.0) ** 2) - (y + 2.0) ** 2).backward()
+        ours.step()
+        theirs.zero_grad()
+        (-((t[0] - 1.0) ** 2) - (t[1] + 2.0) ** 2).backward()
+        theirs.step()
+        assert_close_lists([x.data, y.data], t.tolist(), where=f"step {k}:")
+    assert x.data > 0.5
+    assert y.data < -1.0
+
+
+def test_sgd_takes_torchs_positional_order():
+    x = Value(1.0)
+    ours = SGD([x], 0.1, 0.9, 0.2, 0.05, False)  # lr, momentum, dampening, weight_decay, nesterov  # noqa: FBT003 - torch's positional order is the point
+    assert (ours.momentum, ours.dampening, ours.weight_decay) == (0.9, 0.2, 0.05)
+    with pytest.raises(TypeError):
+        SGD([x], 0.1, 0.9, 0.2, 0.05, False, True)  # maximize is keyword-only, as in torch  # noqa: FBT003
 
 
 @pytest.mark.parametrize(

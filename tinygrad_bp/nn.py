@@ -23,7 +23,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .value import Value, as_value, linear
+from .value import NO_GRAD, Value, as_value, linear
 
 __all__ = ["ACTIVATIONS", "MLP", "Layer", "Module", "Neuron"]
 
@@ -125,9 +125,9 @@ class Module:
         return [(p.label, p) for p in self.parameters()]
 
     def zero_grad(self) -> None:
-        """Set every parameter's ``.grad`` to 0.0."""
+        """Set every parameter's ``.grad`` to 0.0 (``NO_GRAD``: no gradient yet, as torch's None)."""
         for p in self.parameters():
-            p.grad = 0.0
+            p.grad = NO_GRAD
 
     def state_dict(self) -> StateDict:
         """The parameters as plain JSON types (lists and floats)."""

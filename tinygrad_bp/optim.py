@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from .value import Value
+from .value import NO_GRAD, Value
 
 __all__ = ["SGD", "Adam", "Optimizer"]
 
@@ -25,6 +25,20 @@ def _check_params(name: str, params: Iterable[Value]) -> list[Value]:
             msg = f"{name}: params[{i}] is a {type(p).__name__}, not a Value"
             raise TypeError(msg)
     return ps
+
+
+def _check_finite(name: str, what: str, x: float) -> float:
+    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
+        msg = f"{name}: {what} must be a finite number, got {x!r}"
+        raise ValueError(msg)
+    return float(x)
+
+
+def _check_flag(name: str, what: str, x: object) -> bool:
+    if not isinstance(x, bool):
+        msg = f"{name}: {what} must be True or False, got {x!r}"
+        raise TypeError(msg)
+    return x
 
 
 def _check_nonnegative(name: str, what: str, x: float) -> float:
@@ -42,9 +56,13 @@ class Optimizer:
         self.lr = _check_nonnegative(type(self).__name__, "lr", lr)
 
     def zero_grad(self) -> None:
-        """Set every parameter's ``.grad`` to 0.0."""
+        """Set every parameter's ``.grad`` to 0.0: ``NO_GRAD``, "no gradient yet" (torch's None).
+
+        ``step()`` leaves alone a parameter whose ``.grad`` is still ``NO_GRAD``:
+        one that no backward pass reached since, as PyTorch's optimizers do.
+        """
         for p in self.params:
-            p.grad = 0.0
+            p.grad = NO_GRAD
 
     def step(self) -> None:
         """Update every parameter from its ``.grad``."""
@@ -102,15 +120,21 @@ def _state_list(name: str, key: str, xs: object, n: int, *, none_ok: bool) -> li
         if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
             msg = f"{name}.load_state_dict: {key!r} holds {x!r}, not a finite number"
             raise ValueError(msg)
+    if key == "step":
+        if not all(isinstance(x, int) and x >= 0 for x in xs):
+            msg = f"{name}.load_state_dict: 'step' must hold whole numbers >= 0"
+            raise ValueError(msg)
+        return list(xs)
     return [None if x is None else float(x) for x in xs]
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional momentum and weight decay.
+    """Stochastic gradient descent with optional momentum and weight decay (``torch.optim.SGD``).
 
-    g = grad + weight_decay * p; with momentum, b = g on the first step and
-    b = momentum * b + (1 - dampening) * g after, then g = b (or g + momentum * b
-    with nesterov); p = p - lr * g.
+    g = grad (-grad with maximize) + weight_decay * p; with momentum, b = g on
+    the first step and b = momentum * b + (1 - dampening) * g after, then g = b
+    (or g + momentum * b with nesterov); p = p - lr * g. A parameter that
+    received no gradient since ``zero_grad()`` is left alone.
     """
 
     _lists: ClassVar[dict[str, str]] = {"momentum_buffer": "_buffers"}
@@ -121,25 +145,31 @@ class SGD(Optimizer):
         params: Iterable[Value],
         lr: float,
         momentum: float = 0.0,
-        weight_decay: float = 0.0,
         dampening: float = 0.0,
+        weight_decay: float = 0.0,
         nesterov: bool = False,
+        *,
+        maximize: bool = False,
     ) -> None:
         super().__init__(params, lr)
         self.momentum = _check_nonnegative("SGD", "momentum", momentum)
         self.weight_decay = _check_nonnegative("SGD", "weight_decay", weight_decay)
-        self.dampening = float(dampening)
-        self.nesterov = nesterov
+        self.dampening = _check_finite("SGD", "dampening", dampening)
+        self.nesterov = _check_flag("SGD", "nesterov", nesterov)
+        self.maximize = _check_flag("SGD", "maximize", maximize)
         if nesterov and (self.momentum <= 0 or self.dampening != 0):
             msg = "SGD: nesterov momentum needs momentum > 0 and dampening 0"
             raise ValueError(msg)
         self._buffers: list[float | None] = [None] * len(self.params)
 
     def step(self) -> None:
-        """One update of every parameter, as ``torch.optim.SGD.step``."""
+        """One update of every parameter that has a gradient, as ``torch.optim.SGD.step``."""
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         for i, p in enumerate(self.params):
-            g = p.grad + wd * p.data if wd else p.grad
+            if p.grad is NO_GRAD:
+                continue
+            g = -p.grad if self.maximize else p.grad
+            g = g + wd * p.data if wd else g
             if mu:
                 b = self._buffers[i]
                 b = g if b is None else mu * b + (1.0 - self.dampening) * g
@@ -149,14 +179,22 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with PyTorch's bias correction.
+    """Adam with PyTorch's bias correction (``torch.optim.Adam``, its single-tensor path).
 
-    g = grad + weight_decay * p; m = m + (1 - b1)(g - m); v = b2 v + (1 - b2) g^2;
-    p = p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    For each parameter with a gradient, its own step count t += 1 and
+    g = grad (-grad with maximize) + weight_decay * p;
+    m = m + (1 - b1)(g - m); v = b2 v + (1 - b2) g^2 (with amsgrad, v_max = max(v_max, v)
+    is used for v below); p = p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    A parameter that received no gradient since ``zero_grad()`` is left alone.
     """
 
-    _numbers: ClassVar[dict[str, str]] = {"lr": "lr", "step": "t"}
-    _lists: ClassVar[dict[str, str]] = {"exp_avg": "_m", "exp_avg_sq": "_v"}
+    _numbers: ClassVar[dict[str, str]] = {"lr": "lr"}
+    _lists: ClassVar[dict[str, str]] = {
+        "step": "_t",
+        "exp_avg": "_m",
+        "exp_avg_sq": "_v",
+        "max_exp_avg_sq": "_v_max",
+    }
 
     def __init__(
         self,
@@ -165,6 +203,9 @@ class Adam(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
     ) -> None:
         super().__init__(params, lr)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
@@ -178,21 +219,35 @@ class Adam(Optimizer):
         self.betas = (float(b1), float(b2))
         self.eps = _check_nonnegative("Adam", "eps", eps)
         self.weight_decay = _check_nonnegative("Adam", "weight_decay", weight_decay)
-        self.t = 0
-        self._m = [0.0] * len(self.params)
-        self._v = [0.0] * len(self.params)
+        self.amsgrad = _check_flag("Adam", "amsgrad", amsgrad)
+        self.maximize = _check_flag("Adam", "maximize", maximize)
+        n = len(self.params)
+        self._t = [0] * n
+        self._m = [0.0] * n
+        self._v = [0.0] * n
+        self._v_max = [0.0] * n
+
+    @property
+    def t(self) -> int:
+        """The most steps any parameter has taken."""
+        return max(self._t, default=0)
 
     def step(self) -> None:
-        """One update of every parameter, as ``torch.optim.Adam.step`` (single-tensor path)."""
-        self.t += 1
+        """One update of every parameter that has a gradient, as ``torch.optim.Adam.step``."""
         b1, b2 = self.betas
-        step_size = self.lr / (1.0 - b1**self.t)
-        bias_correction2_sqrt = math.sqrt(1.0 - b2**self.t)
         for i, p in enumerate(self.params):
-            g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
+            if p.grad is NO_GRAD:
+                continue
+            self._t[i] += 1
+            t = self._t[i]
+            g = -p.grad if self.maximize else p.grad
+            g = g + self.weight_decay * p.data if self.weight_decay else g
             m = self._m[i] + (1.0 - b1) * (g - self._m[i])  # torch: exp_avg.lerp_(grad, 1 - b1)
             v = self._v[i] * b2 + (1.0 - b2) * g * g  # torch: exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
-            self._m[i] = m
-            self._v[i] = v
+            self._m[i], self._v[i] = m, v
+            if self.amsgrad:
+                v = self._v_max[i] = max(self._v_max[i], v)
+            step_size = self.lr / (1.0 - b1**t)
+            bias_correction2_sqrt = (1.0 - b2**t) ** 0.5  # torch: bias_correction2 ** 0.5
             denom = math.sqrt(v) / bias_correction2_sqrt + self.eps
             p.data += -step_size * (m / denom)

@@ -29,6 +29,7 @@ from .errors import (
 from .rules import RULES, Rule
 
 __all__ = [
+    "NO_GRAD",
     "Value",
     "as_value",
     "constant",
@@ -146,6 +147,24 @@ def _check_data(data: object, where: str) -> float:
     return value
 
 
+class _NoGradYet(float):
+    """The 0.0 that a leaf's ``.grad`` holds until a backward pass reaches it (torch's ``grad is None``).
+
+    It is a float equal to 0.0 in every way; only an optimizer asks ``p.grad is
+    NO_GRAD`` to leave alone a parameter that received no gradient since
+    ``zero_grad()``, as PyTorch's optimizers do. The first gradient a pass adds
+    replaces it with a plain float.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "0.0"
+
+
+NO_GRAD = _NoGradYet(0.0)
+
+
 class Value:
     """A scalar in a computation graph.
 
@@ -194,7 +213,7 @@ class Value:
             msg = f"Value: label must be a str, not {type(label).__name__}"
             raise TypeError(msg)
         self._data = _check_data(data, "Value")
-        self.grad = 0.0
+        self.grad = NO_GRAD
         self.label = label
         self.requires_grad = bool(requires_grad)
         self.op = ""
