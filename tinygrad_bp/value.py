@@ -337,6 +337,36 @@ class Value:
     def __ge__(self, other: Operand) -> bool:
         return self._data >= _data_of(other)
 
+    # --- micrograd's names, for its programs and notebooks (tinygrad_bp.micrograd) ---
+
+    @property
+    def _prev(self) -> set[Value]:
+        """micrograd's ``_prev``: the set of operands (a number exponent of ``**`` is not one)."""
+        inputs = self.inputs
+        if self.op == "**" and _is_number(inputs[1]):
+            inputs = inputs[:1]
+        return set(inputs)
+
+    @property
+    def _op(self) -> str:
+        """micrograd's ``_op``: ``"+"``, ``"*"``, ``"**2"``, ``"ReLU"``, ...; ``""`` for a leaf."""
+        if self.op == "**" and _is_number(self.inputs[1]):
+            return f"**{_micrograd_number(self.inputs[1].data)}"
+        return _MICROGRAD_OPS.get(self.op, self.op)
+
+    def _backward(self) -> None:
+        """micrograd's ``_backward()``: one chain-rule step, input.grad += self.grad * d self / d input.
+
+        For following the lecture by hand; ``backward()`` runs the whole pass.
+        """
+        inputs = self.inputs
+        if not inputs:
+            return
+        local = RULES[self.op].local(self._data, *[x._data for x in inputs])
+        for x, d in zip(inputs, local):
+            if x.requires_grad:
+                x.grad = x.grad + self.grad * float(d)
+
     # --- conversions --------------------------------------------------------
 
     def __float__(self) -> float:
@@ -395,6 +425,20 @@ def as_value(x: Operand) -> Value:
     if isinstance(x, Value):
         return x
     return Value(_check_data(x, "as_value"), requires_grad=False)
+
+
+# micrograd's names of the operations that it names differently.
+_MICROGRAD_OPS = {"relu": "ReLU"}
+
+
+def _is_number(x: Value) -> bool:
+    """A constant made from a plain number: no inputs, no label, no gradient."""
+    return not x.requires_grad and not x.label and not x.op
+
+
+def _micrograd_number(x: float) -> str:
+    """A number as micrograd writes it in an op name: 2 for 2.0, 0.5 for 0.5."""
+    return str(int(x)) if x.is_integer() else repr(x)
 
 
 # --- recording nodes ------------------------------------------------------------

@@ -557,8 +557,8 @@ def _cluster(
 def draw_dot(
     root: Value,
     format: str = "svg",  # noqa: A002 - micrograd's and graphviz's name for it
-    *,
     rankdir: str = "LR",
+    *,
     show_grad: bool = True,
     edge_labels: bool = False,
     cluster: bool = True,
@@ -576,7 +576,8 @@ def draw_dot(
         root: the Value whose graph is drawn (drawn with a bold border).
         format: the output format of the Digraph's ``render``/``pipe``
             (``"svg"``, ``"png"``, ...), as in micrograd's ``draw_dot(root, format="svg")``.
-        rankdir: layout direction, ``"LR"``, ``"RL"``, ``"TB"`` or ``"BT"``.
+        rankdir: layout direction, ``"LR"``, ``"RL"``, ``"TB"`` or ``"BT"`` (``format`` and
+            ``rankdir`` may be given by position, as micrograd's ``draw_dot(root, "svg", "TB")``).
         show_grad: show each Value's ``.grad`` (or its entry in ``grads``).
         edge_labels: label each operand edge with its local derivative
             ``d result / d operand`` (from the rule table, at the nodes' data).
