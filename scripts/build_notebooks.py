@@ -447,6 +447,7 @@ def perceptrons() -> list[Cell]:
         print(f"the sigmoid node   : {Value(0.3775).sigmoid().data:.15f} = s, "
               f"whose rule is s(1 - s) directly")
         """),
+        *seed004_checks(),
         md("""
         **Next:** `02_worked_example.ipynb` follows the articles' 2-2-2 network number by number.
         """),
@@ -924,6 +925,7 @@ def minibatch_network() -> list[Cell]:
                 article = common * w[f"w{k}6"].data * Sk * (1 - Sk) * xi.data
                 print(f"w{i}{k}   {article:>20.15f} {w[f'w{i}{k}'].grad:>20.15f}")
         """),
+        *mnist_honestly(),
         md("""
         **Next:** `04_himmelblau_adam.ipynb` uses the same engine to minimise a function with Adam.
         """),
@@ -1049,6 +1051,7 @@ def himmelblau_adam() -> list[Cell]:
         ax.set_title("Adam, lr 1e-3, 20,000 steps")
         plt.show()
         """),
+        *adam_explained(),
         md("""
         **Next:** `05_training.ipynb` trains real classifiers: micrograd's two moons and the
         handwritten digits.
@@ -1255,6 +1258,963 @@ def _digits_fit_cells() -> list[Cell]:
 # building and running
 # =================================================================================================
 
+# Sections added to the lessons: the articles' checks, MNIST, Adam and the articles' bugs, literally
+
+# =================================================================================================
+# 1. seed 004's checks, literally (for 01_perceptrons)
+# =================================================================================================
+
+
+def seed004_checks() -> list[Cell]:
+    """Seed 004's 1x9 and 3x9 checks with its printed numbers; grad() vs backward(); seed 000's 1x10."""
+    return [
+        md(r"""
+        ## 4. The articles' own checks, with their printed numbers
+
+        One article (seed 004) checks its formulas against PyTorch and prints the results. It
+        draws `w` and `y` at random (`torch.rand`), so its numbers cannot be re-drawn, but the
+        check can be rebuilt from what it **prints**: a gradient depends on `w` only through
+        the forward value $x \cdot w$. Below, the engine is fed those printed values and its
+        gradients are set beside the formula and beside the article's printed rows.
+
+        Both checks use linear units (no activation) and `F.mse_loss`, PyTorch's mean squared
+        error, which **averages** over the outputs: for K outputs
+        $\mathrm{loss} = \frac1K \sum_k (x \cdot w_k - y_k)^2$, so
+        $\partial \mathrm{loss}/\partial w_{ki} = \frac2K (x \cdot w_k - y_k)\, x_i$.
+        (The articles' own error $E = \frac12 \sum_k (O_k - t_k)^2$ would give
+        $(x \cdot w_k - y_k)\, x_i$ instead.) `tinygrad_bp.losses.mse_loss` has PyTorch's
+        meaning.
+        """),
+        code("""
+        import numpy as np
+
+        from tinygrad_bp import Layer, Neuron, grad
+        from tinygrad_bp.losses import half_sse, mse_loss
+
+
+        def show_rows(title, rows):
+            print(title)
+            for row in rows:
+                print("   ", "  ".join(f"{v:9.4f}" for v in row))
+        """),
+        md(r"""
+        ### The 3 x 9 check (three outputs)
+
+        The article: `x = torch.arange(1., 10.).view(1, 9)`, `w = torch.rand(3, 9).requires_grad_()`,
+        `y = torch.rand(1, 3) + 18`, `loss = F.mse_loss(y, x @ w.t())` (the arguments in either
+        order: the loss is symmetric) and `torch.autograd.grad(loss, w, retain_graph=True)`. It
+        prints $x \cdot w$ = [24.4711, 14.6388, 21.9789], y = [18.3916, 18.7910, 18.4638] and
+        the gradient rows below. With K = 3, row k is $\frac23 (x \cdot w_k - y_k)\,[1, 2, \dots, 9]$.
+
+        The engine's `Layer(9, 3, activation="linear")` gets weights with exactly the printed
+        $x \cdot w$: since $x_0 = 1$, row k is $[x \cdot w_k, 0, \dots, 0]$ (and the biases are 0).
+        """),
+        code("""
+        x = [float(i) for i in range(1, 10)]                      # torch.arange(1., 10.).view(1, 9)
+        xw_printed = [24.4711, 14.6388, 21.9789]                  # the article's x @ w.t()
+        y_printed = [18.3916, 18.7910, 18.4638]                   # the article's y
+        article_rows = [
+            [4.0530, 8.1059, 12.1589, 16.2118, 20.2648, 24.3178, 28.3707, 32.4237, 36.4767],
+            [-2.7681, -5.5362, -8.3043, -11.0724, -13.8404, -16.6085, -19.3766, -22.1447, -24.9128],
+            [2.3434, 4.6868, 7.0302, 9.3737, 11.7171, 14.0605, 16.4039, 18.7473, 21.0907],
+        ]
+
+        layer39 = Layer.from_weights([[v] + [0.0] * 8 for v in xw_printed], [0.0] * 3, activation="linear")
+        out39 = layer39(x)
+        print("x . w =", [round(o.data, 4) for o in out39])
+        loss39 = mse_loss(out39, y_printed)                     # (1/3) sum_k (x . w_k - y_k)^2
+        weights39 = [w for n in layer39.neurons for w in n.w]
+
+        engine_rows = np.reshape(grad(loss39, weights39), (3, 9))  # as torch.autograd.grad: .grad untouched
+        formula_rows = np.array([[2 / 3 * (o - t) * xi for xi in x] for o, t in zip(xw_printed, y_printed)])
+        show_rows("engine, d loss / d w (row k = output k):", engine_rows)
+        show_rows("formula (2/3)(x . w_k - y_k) x_i:", formula_rows)
+        show_rows("the article's printed rows:", article_rows)
+        print(f"\\nmax |engine - formula|         = {np.abs(engine_rows - formula_rows).max():.1e}")
+        print(f"max |engine - article's rows|  = {np.abs(engine_rows - np.array(article_rows)).max():.1e}")
+        """),
+        md(r"""
+        The engine equals the formula. It differs from the article's rows only in the 4th
+        decimal of the larger entries, and only because the article printed $x \cdot w$ and $y$
+        to 4 decimals: its rows carry more digits of $x \cdot w_k - y_k$. Read backwards from
+        its last column (i = 9, so $36.4767 = \frac23 \cdot 9\,(x \cdot w_0 - y_0)$):
+        """),
+        code("""
+        implied = [row[-1] / (2 / 3 * 9) for row in article_rows]
+        printed = [o - t for o, t in zip(xw_printed, y_printed)]
+        for k, (a, b) in enumerate(zip(implied, printed)):
+            print(f"output {k}: x . w - y implied by the printed gradient {a:.6f}, from the printed forward values {b:.4f}")
+        """),
+        md(r"""
+        The factor $\frac23$ is the mean over three outputs. The articles' error, half the sum
+        of squares, gives the plain $(x \cdot w_k - y_k)\, x_i$, so PyTorch's gradient is
+        $\frac23$ of the articles'. Both on the same layer:
+        """),
+        code("""
+        layer39.zero_grad()
+        half_sse(layer39(x), y_printed).backward()              # E = 1/2 sum_k (x . w_k - y_k)^2
+        half_rows = np.reshape([w.grad for w in weights39], (3, 9))
+        ratios = np.unique(np.round(engine_rows / half_rows, 12))
+        print("mse gradient / half-SSE gradient, every entry:", ", ".join(f"{r:.12f}" for r in ratios))
+        layer39.zero_grad()
+        """),
+        md(r"""
+        ### `grad()` and `backward()` give the same numbers
+
+        The article computes the gradient twice: `torch.autograd.grad(loss, [w])`, which
+        returns it and leaves `w.grad` alone, and `loss.backward()`, which writes it into
+        `w.grad`. `tinygrad_bp.grad(output, inputs)` and `output.backward()` are the same pair.
+        On the same graph, `loss39`:
+        """),
+        code("""
+        print("before backward(), .grad is still", {w.grad for w in weights39})
+        from_grad = grad(loss39, weights39)
+        loss39.backward()
+        from_backward = [w.grad for w in weights39]
+        print("grad() == backward():", from_grad == from_backward)
+        """),
+        md(r"""
+        ### The 1 x 9 check (one output)
+
+        The article: `x = torch.arange(1., 10.).view(1, 9)` (its comment says "0-9"; it is
+        1..9), `w = torch.rand(1, 9)`, printed as
+        `[0.1921, 0.1720, 0.9273, 0.5683, 0.8436, 0.1845, 0.4446, 0.1225, 0.0567]`,
+        `y = torch.rand(1) + 15` (not printed), `loss = F.mse_loss(y, x @ w.t())`; then
+        `torch.autograd.grad(loss, [w])`, `loss.backward(); w.grad`, and a loop printing
+        `2 * (x @ w.t() - y) * x[0][i]`, all three giving
+        `[0.1385, 0.2769, 0.4154, 0.5538, 0.6923, 0.8307, 0.9692, 1.1077, 1.2461]`.
+        (As printed, `w = torch.rand(1, 9)` has no `requires_grad`: the code fails as
+        written, see the appendix on the articles' bugs. The printed `w` says
+        `requires_grad=True`, so the run that printed it had it.)
+
+        With one output the mean is the sum: $\partial\,\mathrm{loss}/\partial w_i = 2 (x \cdot w - y)\,x_i$.
+        The printed row pins $2(x \cdot w - y)$ down to a narrow interval (each entry is
+        $i \cdot 2(x \cdot w - y)$ rounded to 4 decimals); y is then $x \cdot w$ minus half of it.
+        """),
+        code("""
+        w_printed = [0.1921, 0.1720, 0.9273, 0.5683, 0.8436, 0.1845, 0.4446, 0.1225, 0.0567]
+        row_printed = [0.1385, 0.2769, 0.4154, 0.5538, 0.6923, 0.8307, 0.9692, 1.1077, 1.2461]
+
+        low = max((g - 0.00005) / i for g, i in zip(row_printed, x))
+        high = min((g + 0.00005) / i for g, i in zip(row_printed, x))
+        slope = (low + high) / 2                                 # 2 (x . w - y)
+        xw = sum(wi * xi for wi, xi in zip(w_printed, x))
+        y1 = xw - slope / 2
+        print(f"2 (x . w - y) lies in [{low:.7f}, {high:.7f}]; x . w = {xw:.4f}, so y = {y1:.5f}")
+
+        neuron19 = Neuron.from_weights(w_printed, 0.0, activation="linear")   # x @ w.t() (bias 0)
+        p19 = neuron19(x)
+        loss19 = mse_loss(p19, y1)                                # F.mse_loss, one element
+        by_grad = grad(loss19, neuron19.w)                        # torch.autograd.grad(loss, [w])
+        loss19.backward()                                         # loss.backward(); w.grad
+        by_backward = [w.grad for w in neuron19.w]
+        by_hand = [2 * (p19.data - y1) * xi for xi in x]          # for i in range(9): 2*(x@w.t()-y)*x[0][i]
+        show_rows("grad():", [by_grad])
+        show_rows("backward(), w.grad:", [by_backward])
+        show_rows("by hand, 2 (x . w - y) x_i:", [by_hand])
+        show_rows("the article's printed row:", [row_printed])
+        print("\\ngrad() == backward():", by_grad == by_backward,
+              "| max |engine - by hand| =", f"{max(abs(a - b) for a, b in zip(by_grad, by_hand)):.1e}",
+              "| rounded to 4 decimals, the article's row:", [round(g, 4) for g in by_grad] == row_printed)
+        """),
+        md(r"""
+        ### And the sigmoid checks as another article writes them (seed 000)
+
+        Seed 000 checks one sigmoid output with `x = torch.randn(1, 10)`,
+        `w = torch.randn(1, 10, requires_grad=True)`, no bias, `o = torch.sigmoid(x @ w.t())`,
+        `loss = F.mse_loss(torch.ones(1, 1), o)`, `loss.backward()` (it prints no numbers). The
+        target is 1, the mean is over one element, so $\partial\,\mathrm{loss}/\partial w_j =
+        2 (O - 1)\,O(1 - O)\,x_j$: twice the delta rule. Its 2 x 10 version averages over two
+        outputs, and the $\frac22$ cancels the 2: the framework's gradient is then exactly the
+        articles' $(O_k - 1)\,O_k(1 - O_k)\,x_j$.
+        """),
+        code("""
+        rs = np.random.default_rng(0)
+        x10 = rs.standard_normal(10).tolist()                     # torch.randn(1, 10)
+        for n_out in (1, 2):
+            W = rs.standard_normal((n_out, 10)).tolist()          # torch.randn(n_out, 10)
+            layer10 = Layer.from_weights(W, [0.0] * n_out, activation="sigmoid")
+            O = layer10(x10)
+            mse_loss(O, [1.0] * n_out).backward()                 # F.mse_loss(torch.ones(1, n_out), o)
+            engine = np.array([[w.grad for w in n.w] for n in layer10.neurons])
+            factor = 2 / n_out
+            formula = np.array([[factor * (o.data - 1) * o.data * (1 - o.data) * xj for xj in x10] for o in O])
+            print(f"{n_out} x 10: factor 2/{n_out} = {factor:g}, max |engine - formula| = "
+                  f"{np.abs(engine - formula).max():.1e}")
+        """),
+    ]
+
+
+# =================================================================================================
+# 2. seed 002's MNIST recipe, honestly (for 03_minibatch_network or 05_training)
+# =================================================================================================
+
+
+def mnist_honestly() -> list[Cell]:
+    """Network([64, 30, 1]) trained and scored as seed 002 writes it; why it fails; the fix."""
+    return [
+        md(r"""
+        ## The articles' MNIST recipe, exactly as written
+
+        Seed 002 ends with `net = Network([784, 30, 1])`, `net.SGD(td, 30, 10, 3.0, tt_d)`: **one**
+        sigmoid output for ten digits, trained on pairs `(x, [y])` whose target `y` is the digit
+        itself (a number 0..9), 30 epochs, mini-batches of 10, $\eta = 3.0$. Its `evaluate`
+        scores an image as right when that one output is within 0.001 of the label:
+
+            test_results = [(self.feedforward(x), y) for x, y in test_data]
+            return sum(int(compare_float(x, y, 0.001)) for x, y in test_results)
+
+        with `compare_float(a, b, precision)` = 1 if `abs(a - b) < precision` else 0. (A
+        commented-out line above it, `np.argmax(self.feedforward(x), y)`, would use the argmax.)
+
+        Here the same recipe runs on scikit-learn's 8 x 8 digits instead of MNIST, so
+        `Network([64, 30, 1])`, with the engine's correct gradient of
+        $C = \frac12 (\hat y - y)^2$. `Network.SGD` trains through `tinygrad_bp.train.fit` with
+        its default `engine="auto"`: **the tape**, one recorded per-sample graph replayed over
+        each mini-batch with NumPy (the same numbers as one graph per sample, up to rounding).
+        The scalar engine takes about 3 s an epoch here, a minute and a half for the 30
+        epochs; the tape a few seconds.
+        """),
+        code("""
+        import random
+        from collections import Counter
+
+        import numpy as np
+
+        from tinygrad_bp import no_grad
+        from tinygrad_bp.data import load_digits
+        from tinygrad_bp.train import Network
+
+        X_tr, y_tr, X_te, y_te = load_digits()       # 1438 training and 359 test images, pixels in [0, 1]
+        training_data = list(zip(X_tr, y_tr))        # (x, y), y the digit itself, as the article's td
+        test_data = list(zip(X_te, y_te))
+        print("test labels:", dict(sorted(Counter(y_te).items())))
+
+
+        def compare_float(a, b, precision):          # the article's, verbatim
+            if abs(a - b) < precision:
+                return 1
+            return 0
+
+
+        def article_evaluate(net, test_data):        # the article's evaluate, on the engine's network
+            with no_grad():
+                test_results = [(net.feedforward(x).data, y) for x, y in test_data]
+            return sum(int(compare_float(x, y, 0.001)) for x, y in test_results)
+        """),
+        code("""
+        net1 = Network([64, 30, 1], seed=0)
+        history1 = net1.SGD(training_data, 30, 10, 3.0, seed=0)   # epochs, mini_batch_size, eta
+        print(f"Network([64, 30, 1]) after 30 epochs, scored as the article does: "
+              f"{article_evaluate(net1, test_data)} / {len(test_data)}")
+
+        with no_grad():
+            outputs1 = [net1(x).data for x in X_te]
+        right = Counter(y for o, y in zip(outputs1, y_te) if compare_float(o, y, 0.001))
+        print("the images it gets 'right' are labelled:", dict(right), "| 1s in the test set:", y_te.count(1))
+        print(f"its output over the whole test set: from {min(outputs1):.12f} to {max(outputs1):.12f}")
+        floor = 0.5 * np.mean((1 - np.array(y_tr, dtype=float)) ** 2)
+        print(f"training loss in the last epoch {history1['loss'][-1]:.6f}; "
+              f"with every output 1 it would be 1/2 mean (1 - y)^2 = {floor:.6f}")
+        """),
+        md(r"""
+        **41 of 359 (11%), and they are exactly the 41 ones.** The network answers "1"
+        (0.99999999998 or so) for every image, and `compare_float` counts the images
+        labelled 1. Why one output cannot classify ten digits:
+
+        * A sigmoid output lies in (0, 1). It can come within 0.001 of the label only for a 0
+          (output below 0.001) or a 1 (above 0.999): **the digits 2 to 9 can never be scored
+          right**, so even a perfect network would reach at most 38 + 41 = 79 of these 359.
+        * For the 8 classes whose target is above 1, $\frac12(\hat y - y)^2$ always pushes the
+          output up; with $\eta = 3$ the output unit saturates, $s'(z) \approx 10^{-11}$, and the
+          gradient vanishes: nothing, not even a 0, can pull it back. The training loss sits
+          at the value of "always 1" above.
+        * Even a linear output regressing the label would not help: one number puts the
+          classes on a line, so squared error calls a 7 read as 8 a small mistake and a 7 read
+          as 1 a big one, although 7 and 1 look alike; and "within 0.001 of the label" asks for
+          the exact integer. And the argmax of the article's commented-out line (with its
+          bracket put right, `(np.argmax(self.feedforward(x)), y)`) is always 0 for a single
+          output: that score would count the zeros.
+
+        Classification needs **one output per class**: ten sigmoid units, a one-hot target (1
+        for the right digit, 0 for the other nine), and the prediction is the largest output,
+        the argmax.
+
+        ### What the article's code does as written
+
+        The article's code has two more bugs (the appendix on its bugs runs each): the weight
+        gradients are summed with `zip(nablea_w, nablea_w)`, so **the weights never change**,
+        and `cost_derivative` returns $\hat y$ instead of $\hat y - y$, so the biases are trained
+        to drive **every output to 0**, whatever the label. Its code, transcribed line by line
+        into NumPy (no engine), with `random` and `np.random` seeded:
+        """),
+        code("""
+        def sigmoid(x):
+            return 1.0 / (1.0 + np.exp(-x))
+
+
+        def sigmoid_prime(x):
+            return sigmoid(x) * (1 - sigmoid(x))
+
+
+        class ArticleNetwork(object):                # seed 002's Network, line by line
+            def __init__(self, sizes):
+                self.num_layers = len(sizes)
+                self.sizes = sizes
+                self.biases = [np.random.randn(y, 1) for y in sizes[1:]]
+                self.weights = [np.random.randn(y, x) for x, y in zip(sizes[:-1], sizes[1:])]
+
+            def feedforward(self, x):
+                a = np.array(x).reshape(len(x), 1)
+                for b, w in zip(self.biases, self.weights):
+                    a = sigmoid(np.dot(w, a) + b)
+                return a
+
+            def SGD(self, training_data, epochs, mini_batch_size, eta, test_data=None):
+                if test_data:
+                    n_test = len(test_data)
+                n = len(training_data)
+                for j in range(epochs):
+                    random.shuffle(training_data)
+                    mini_batchs = [training_data[k:k + mini_batch_size] for k in range(0, n, mini_batch_size)]
+                    for mini_batch in mini_batchs:
+                        self.update_mini_batch(mini_batch, eta)
+                    if test_data:
+                        print("Epoch {0}:{1}/{2}".format(j, self.evaluate(test_data), n_test))
+                    else:
+                        print("Epoch {0} complete.".format(j))
+
+            def update_mini_batch(self, mini_batch, eta):
+                nabla_b = [np.zeros(b.shape) for b in self.biases]
+                nablea_w = [np.zeros(w.shape) for w in self.weights]
+                for x, y in mini_batch:
+                    delta_nabla_b, delta_nable_w = self.backprob(x, y)
+                    nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
+                    nablea_w = [nw + dnw for nw, dnw in zip(nablea_w, nablea_w)]          # (sic)
+                self.weights = [w - (eta / len(mini_batch)) * nw for w, nw in zip(self.weights, nablea_w)]
+                self.biases = [b - (eta / len(mini_batch)) * nb for b, nb in zip(self.biases, nabla_b)]
+
+            def backprob(self, a, b):
+                nabla_b = [np.zeros(b.shape) for b in self.biases]
+                nabla_w = [np.zeros(w.shape) for w in self.weights]
+                x = np.array(a).reshape(len(a), 1)
+                y = np.array(b).reshape(len(b), 1)
+                activation = x
+                activations = [x]
+                zs = []
+                for b, w in zip(self.biases, self.weights):
+                    z = np.dot(w, activation) + b
+                    zs.append(z)
+                    activation = sigmoid(z)
+                    activations.append(activation)
+                delta = self.cost_derivative(activations[-1], y) * sigmoid_prime(zs[-1])
+                nabla_b[-1] = delta
+                nabla_w[-1] = np.dot(delta, activations[-2].transpose())
+                for l in range(2, self.num_layers):
+                    z = zs[-l]
+                    sp = sigmoid_prime(z)
+                    delta = np.dot(self.weights[-l + 1].transpose(), delta) * sp
+                    nabla_b[-l] = delta
+                    nabla_w[-l] = np.dot(delta, activations[-l - 1].transpose())
+                return (nabla_b, nabla_w)
+
+            def evaluate(self, test_data):
+                test_results = [(self.feedforward(x), y) for x, y in test_data]
+                return sum(int(compare_float(x, y, 0.001)) for x, y in test_results)
+
+            def cost_derivative(self, output_activations, y):
+                return (output_activations)                                             # (sic)
+
+
+        random.seed(0)
+        np.random.seed(0)
+        article_net = ArticleNetwork([64, 30, 1])
+        weights_before = [w.copy() for w in article_net.weights]
+        td = [(np.array(x), [np.array(y)]) for x, y in zip(X_tr, y_tr)]      # as the article builds td, tt_d
+        tt_d = [(np.array(x), [np.array(y)]) for x, y in zip(X_te, y_te)]
+        article_net.SGD(td, 30, 10, 3.0, tt_d)
+        """),
+        code("""
+        outputs_a = np.array([article_net.feedforward(x)[0, 0] for x, _ in tt_d])
+        print("weights changed by training:", any((w != w0).any() for w, w0 in zip(article_net.weights, weights_before)))
+        print(f"outputs over the test set: from {outputs_a.min():.5f} to {outputs_a.max():.5f}")
+        print("the images scored right are labelled:",
+              dict(Counter(y for o, y in zip(outputs_a, y_te) if compare_float(o, y, 0.001))),
+              "| 0s in the test set:", y_te.count(0))
+        """),
+        md(r"""
+        As written, the code outputs nearly 0 for everything (between 0.0001 and 0.03) and
+        "gets right" the zeros whose output fell below 0.001: 37 of the 38, about one image in
+        ten. The article reports that the accuracy
+        "stabilised at 98%" (its output is a picture, not in the text). On MNIST's 10,000 test
+        images, 980 of which are zeros, this code prints at best `Epoch 29:980/10000`: quite
+        possibly the "98%" (it is 9.8%).
+
+        ### The fix: ten outputs, one-hot targets, argmax
+
+        `Network([64, 30, 10])`, the same 30 epochs, mini-batch 10 and $\eta = 3.0$, each target
+        a one-hot list, each image scored by its largest output (the article's commented-out
+        argmax line, with its bracket in the right place).
+        """),
+        code("""
+        def one_hot(t):
+            return [1.0 if k == t else 0.0 for k in range(10)]
+
+
+        def argmax_evaluate(net, test_data):         # sum(int(np.argmax(net.feedforward(x)) == y) ...)
+            with no_grad():
+                return sum(int(np.argmax([o.data for o in net.feedforward(x)]) == y) for x, y in test_data)
+
+
+        net10 = Network([64, 30, 10], seed=0)
+        history10 = net10.SGD([(x, one_hot(y)) for x, y in training_data], 30, 10, 3.0, test_data, seed=0)
+        for epoch in (1, 5, 10, 20, 30):
+            print(f"epoch {epoch:>2}: {round(history10['test_accuracy'][epoch - 1] * len(test_data))} / {len(test_data)}")
+        print(f"Network([64, 30, 10]) after 30 epochs: {argmax_evaluate(net10, test_data)} / {len(test_data)} right")
+        """),
+    ]
+
+
+# =================================================================================================
+# 3. Adam written out; the article's log, float32 vs float64 (for 04_himmelblau_adam)
+# =================================================================================================
+
+
+def adam_explained() -> list[Cell]:
+    """Adam's update as a 10-line function beside tinygrad_bp.optim.Adam; the article's float32 log."""
+    return [
+        md(r"""
+        ## Adam, written out
+
+        For each parameter p with gradient g at step t = 1, 2, ... (lr = 1e-3, $\beta_1$ = 0.9,
+        $\beta_2$ = 0.999, $\varepsilon$ = 1e-8):
+
+        $$m_t = \beta_1 m_{t-1} + (1 - \beta_1)\, g \qquad v_t = \beta_2 v_{t-1} + (1 - \beta_2)\, g^2$$
+        $$\hat m_t = \frac{m_t}{1 - \beta_1^t} \qquad \hat v_t = \frac{v_t}{1 - \beta_2^t} \qquad
+          p \leftarrow p - \mathrm{lr}\, \frac{\hat m_t}{\sqrt{\hat v_t} + \varepsilon}$$
+
+        $m$ is a running mean of the gradient, $v$ of its square; both start at 0, and the
+        bias corrections $1 - \beta^t$ undo that start (at t = 1, $\hat m = g$ and
+        $\hat v = g^2$, so the first step is lr times the sign of g). In pure Python, beside
+        `tinygrad_bp.optim.Adam`, both fed the engine's gradient of Himmelblau's function,
+        from (0, 0):
+        """),
+        code("""
+        import math
+
+        from tinygrad_bp import Adam, Value
+
+
+        def adam_update(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            m_hat = m / (1 - b1**t)
+            v_hat = v / (1 - b2**t)
+            p = p - lr * m_hat / (math.sqrt(v_hat) + eps)
+            return p, m, v
+
+
+        def himmelblau_xy(x, y):
+            return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
+
+
+        def engine_gradient(point):
+            x, y = Value(point[0]), Value(point[1])
+            himmelblau_xy(x, y).backward()
+            return [x.grad, y.grad]
+
+
+        def run_by_hand(update, steps):
+            p, m, v = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
+            path = []
+            for t in range(1, steps + 1):
+                g = engine_gradient(p)
+                for i in range(2):
+                    p[i], m[i], v[i] = update(p[i], g[i], m[i], v[i], t)
+                path.append(tuple(p))
+            return path
+
+
+        # tinygrad_bp.optim.Adam, the loop of the article (and of PyTorch)
+        xa, ya = Value(0.0), Value(0.0)
+        adam = Adam([xa, ya], lr=1e-3)
+        engine_path, engine_f = [], []
+        for step in range(20_000):
+            adam.zero_grad()
+            fa = himmelblau_xy(xa, ya)
+            fa.backward()
+            adam.step()
+            engine_path.append((xa.data, ya.data))
+            engine_f.append(fa.data)                 # f before this step, as the article prints it
+
+        hand_path = run_by_hand(adam_update, 20_000)
+        diffs = [max(abs(a - b) for a, b in zip(p, q)) for p, q in zip(hand_path, engine_path)]
+        print("after 20,000 steps: by hand", hand_path[-1], "| tinygrad_bp.optim.Adam", engine_path[-1])
+        print(f"largest difference anywhere on the way: {max(diffs):.1e} "
+              f"(at {sum(d > 0 for d in diffs)} of the 20,000 steps the last bit differs)")
+        """),
+        md(r"""
+        The same trajectory, to the last bit or two: the two compute the same formula in a
+        different order. `tinygrad_bp.optim.Adam` (like PyTorch) writes $m$'s update as
+        $m + (1 - \beta_1)(g - m)$, and folds the bias corrections into the step:
+        $p \leftarrow p + \frac{-\mathrm{lr}/(1 - \beta_1^t) \cdot m}
+        {\sqrt{v}/\sqrt{1 - \beta_2^t} + \varepsilon}$, algebraically the same thing. Floats
+        round after every operation, so a different order can move the last bit. Written in
+        that order, the 10-line function gives the engine's trajectory bit for bit:
+        """),
+        code("""
+        def adam_update_in_engine_order(p, g, m, v, t, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+            m = m + (1 - b1) * (g - m)
+            v = v * b2 + (1 - b2) * g * g
+            step_size = lr / (1 - b1**t)
+            denom = math.sqrt(v) / (1 - b2**t) ** 0.5 + eps
+            p = p + (-step_size * m) / denom
+            return p, m, v
+
+
+        same_order_path = run_by_hand(adam_update_in_engine_order, 20_000)
+        print("identical to tinygrad_bp.optim.Adam at every one of the 20,000 steps:", same_order_path == engine_path)
+        """),
+        md(r"""
+        ### The article's log, in float32, beside float64
+
+        The article runs the same loop with `torch.optim.Adam` on a float32 tensor and prints
+        every 2,000 steps (seed 004). Its loop computes `pred = f(x)` **before** the step and
+        prints `x` **after** it, so the line "step s" shows x after s + 1 steps and f at x after
+        s steps (at step 0: x = 0.001 after one step, f(0, 0) = 170). The engine's column below
+        is read the same way. The middle column is the article's code run here with
+        torch 2.13 (float32, as in the article; 18,001 steps, enough for every printed line;
+        `foreach=False` is PyTorch's default on a CPU, written out because it saves a check
+        at every step).
+        """),
+        code("""
+        article_log = {                              # seed 004, as printed: step: (x, y, f(x))
+            0: ("0.0009999999310821295", "0.0009999999310821295", "170.0"),
+            2000: ("2.3331806659698486", "1.9540694952011108", "13.730916023254395"),
+            4000: ("2.9820079803466797", "2.0270984172821045", "0.014858869835734367"),
+            6000: ("2.999983549118042", "2.0000221729278564", "1.1074007488787174e-08"),
+            8000: ("2.9999938011169434", "2.0000083446502686", "1.5572823031106964e-09"),
+            10000: ("2.999997854232788", "2.000002861022949", "1.8189894035458565e-10"),
+            12000: ("2.9999992847442627", "2.0000009536743164", "1.6370904631912708e-11"),
+            14000: ("2.999999761581421", "2.000000238418579", "1.8189894035458565e-12"),
+            16000: ("3.0", "2.0", "0.0"),
+            18000: ("3.0", "2.0", "0.0"),
+        }
+
+        try:
+            import torch
+        except ImportError:                          # torch is optional: pip install 'tinygrad_bp[torch]'
+            torch = None
+            print("PyTorch is not installed: the float32 column stays empty")
+
+        torch_log, torch_moves = {}, [0] * 9
+        if torch is not None:
+            def f(x):                                # the article's code from here on
+                return (x[0] ** 2 + x[1] - 11) ** 2 + (x[0] + x[1] ** 2 - 7) ** 2
+
+            x = torch.tensor([0., 0.], requires_grad=True)
+            optimizer = torch.optim.Adam([x], lr=1e-3, foreach=False)   # foreach=False: the default on a CPU
+            torch_path = [(0.0, 0.0)]                                    # (added: every point, to count moves)
+            for step in range(18001):
+                pred = f(x)
+                optimizer.zero_grad()
+                pred.backward()
+                optimizer.step()
+                if step % 2000 == 0:
+                    torch_log[step] = (*x.tolist(), pred.item())
+                torch_path.append(tuple(x.tolist()))                     # (added)
+        """),
+        code("""
+        print(f"{'step':>5}  {'':1}  {'the article (float32)':<24}{'torch float32, here':<24}{'engine (float64)':<24}")
+        for step, printed in article_log.items():
+            engine = (*engine_path[step], engine_f[step])
+            here = torch_log.get(step, ("",) * 3)
+            for name, a, t, e in zip("xyf", printed, here, engine):
+                mark = "" if t == "" or float(a) == t else "  <- differs"
+                print(f"{step if name == 'x' else '':>5}  {name}  {a:<24}{str(t):<24}{e!r:<24}{mark}")
+
+
+        def moves(path):                             # path[0] is the start, path[s + 1] the point after step s
+            per_2000 = [0] * 9
+            for s in range(18001):
+                per_2000[min(s // 2000, 8)] += path[s + 1] != path[s]
+            first_lost = next(s for s in range(18001) if path[s + 1] == path[s])
+            last_move = max(s for s in range(18001) if path[s + 1] != path[s])
+            away = max(abs(path[first_lost][0] - 3.0), abs(path[first_lost][1] - 2.0))
+            return f"{per_2000}; the first step lost: {first_lost}, {away:.0e} from (3, 2); the last move: {last_move}"
+
+
+        print("\\nsteps that change x or y, in each 2,000:")
+        if torch is not None:
+            print("  float32 (torch): ", moves(torch_path))
+        print("  float64 (engine):", moves([(0.0, 0.0), *engine_path]))
+        """),
+        md(r"""
+        From step 4,000 on, the article's float32 log and the float32 run here agree to every
+        printed digit. At step 2,000 x differs by two float32 spacings (2 x 2.4e-7; the run is
+        still moving fast there, f = 13.7) while y agrees: another PyTorch version (the
+        article's prints `MmBackward`, today's `MmBackward0`) rounds an operation or two
+        differently. Between float32 and float64 the gap is far larger, and its cause is
+        rounding:
+
+        * **On the way**, every float32 operation keeps about 7 significant digits, and over
+          2,000 steps the two runs drift about 2e-6 apart. The same PyTorch code in float64
+          lands on the engine's numbers (below: 4e-16 apart at step 2,000).
+        * **Near the minimum, rounding throws Adam's steps away.** Adam's step there is tiny
+          ($v$ still remembers the large early gradients, so $\hat m/\sqrt{\hat v}$ is small).
+          When it is less than half the spacing of the numbers around x (in float32 1.2e-7
+          or 2.4e-7 near 2 and 3), x + step rounds back to x and the step is lost. The counts above show
+          it: float32 starts losing steps at step 5,869, still 2e-5 from (3, 2), and after that
+          moves only now and then, by one spacing. float64 loses its steps the same way, but
+          its spacing is $2^{29}$ times finer: only from step 7,831, 1e-14 from the minimum. So
+          at step 8,000 float64 is at f = 4e-27 and float32 at 1.6e-9.
+        * **And float32 cannot compute f there.** Its brackets $x^2 + y - 11$ and
+          $x + y^2 - 7$ subtract numbers near 11 and near 7, which float32 holds only to whole
+          multiples of $2^{-20} \approx 9.5 \cdot 10^{-7}$ and $2^{-21}$; so its f is a sum of
+          squares of such multiples (at step 14,000, $2^{-39} = 2 \cdot (2^{-20})^2$ exactly),
+          while float64, at the very same x, gives the true f. Both runs end exactly on (3, 2),
+          a point each type holds exactly.
+        """),
+        code("""
+        import numpy as np
+
+
+        def f_in(dtype, x, y):
+            x, y = dtype(x), dtype(y)
+            a, b = x * x + y - dtype(11), x + y * y - dtype(7)
+            return a * a + b * b, a, b
+
+
+        print(f"{'step':>5}  {'f in float32':<24}{'f in float64':<14}{'brackets in float32 / 2^-20, 2^-21'}")
+        for step in (8000, 10000, 12000, 14000):
+            x32, y32 = (float(s) for s in article_log[step][:2])
+            f32, a32, b32 = f_in(np.float32, x32, y32)
+            f64, _, _ = f_in(np.float64, x32, y32)
+            print(f"{step:>5}  {float(f32)!r:<24}{float(f64):<14.6e}{float(a32) / 2**-20:g}, {float(b32) / 2**-21:g}")
+
+        if torch is not None:                        # the same code in float64: the engine's numbers
+            x = torch.tensor([0., 0.], dtype=torch.float64, requires_grad=True)
+            optimizer = torch.optim.Adam([x], lr=1e-3, foreach=False)
+            for step in range(2001):
+                pred = f(x)
+                optimizer.zero_grad()
+                pred.backward()
+                optimizer.step()
+            x64 = x.tolist()
+            gap64 = max(abs(a - b) for a, b in zip(x64, engine_path[2000]))
+            gap32 = max(abs(a - b) for a, b in zip(torch_log[2000][:2], engine_path[2000]))
+            print(f"\\nstep 2000, |engine - torch float64| = {gap64:.1e}, |engine - torch float32| = {gap32:.1e}")
+        """),
+    ]
+
+
+# =================================================================================================
+# 4. The articles' bugs, each run where it occurs (a notebook or an appendix)
+# =================================================================================================
+
+
+def article_bugs() -> list[Cell]:
+    """Every bug of the articles' code, run: what the code does and what it should do."""
+    return [
+        md(r"""
+        # The bugs in the articles' code
+
+        The project follows five short articles (seeds 000 - 004). Their code has a few bugs;
+        none is copied into tinygrad_bp, and each is run here where it occurs, beside what it
+        should do.
+
+        1. seed 002, `update_mini_batch`: `zip(nablea_w, nablea_w)`, so the weights never train;
+        2. seed 002, `cost_derivative` returns $\hat y$ instead of $\hat y - y$;
+        3. seed 004, `w = torch.rand(1, 9)` without `requires_grad`: `torch.autograd.grad` raises;
+        4. seed 004, `fig.gca(projection='3d')`: a TypeError on current matplotlib;
+        5. two typos: seed 003 writes $\partial i_2/\partial o_2 = w_2$ for
+           $\partial i_2/\partial o_1 = W_2$, and seed 001 prints out_o1 = 0.75136079 for 0.75136507.
+        """),
+        code("""
+        import random
+        import warnings
+
+        import numpy as np
+
+        from tinygrad_bp import MLP, SGD, Value, grad, linear
+        from tinygrad_bp.data import make_moons
+        from tinygrad_bp.losses import half_sse
+
+
+        def sigmoid(x):
+            return 1.0 / (1.0 + np.exp(-x))
+
+
+        def sigmoid_prime(x):
+            return sigmoid(x) * (1 - sigmoid(x))
+        """),
+        md(r"""
+        ## 1. `zip(nablea_w, nablea_w)`: the weights never change
+
+        Seed 002's `update_mini_batch` sums each sample's gradients into `nabla_b` and `nablea_w`:
+
+            delta_nabla_b, delta_nable_w = self.backprob(x, y)
+            nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
+            nablea_w = [nw + dnw for nw, dnw in zip(nablea_w, nablea_w)]
+
+        The last line zips `nablea_w` with **itself**: it adds the running sum to itself, and
+        a sum that starts at zeros stays zeros. The sample's weight gradient,
+        `delta_nable_w` (spelled differently from everything else), is never used. So
+        $w \leftarrow w - \frac{\eta}{m} \cdot 0$: only the biases train. The article's
+        `update_mini_batch` and `backprob` for its `Network([2, 3, 1])`, transcribed into
+        NumPy, with both bugs as switches (`zip_bug`, and `cost_bug` for bug 2), on one
+        mini-batch of 10 points:
+        """),
+        code("""
+        def backprob(weights, biases, x, y, cost_bug):
+            nabla_b = [np.zeros(b.shape) for b in biases]
+            nabla_w = [np.zeros(w.shape) for w in weights]
+            activation = np.array(x).reshape(len(x), 1)
+            y = np.array(y).reshape(len(y), 1)
+            activations, zs = [activation], []
+            for b, w in zip(biases, weights):
+                z = np.dot(w, activation) + b
+                zs.append(z)
+                activation = sigmoid(z)
+                activations.append(activation)
+            cost_derivative = activations[-1] if cost_bug else activations[-1] - y    # the article: y_hat
+            delta = cost_derivative * sigmoid_prime(zs[-1])
+            nabla_b[-1] = delta
+            nabla_w[-1] = np.dot(delta, activations[-2].transpose())
+            for l in range(2, len(weights) + 1):
+                delta = np.dot(weights[-l + 1].transpose(), delta) * sigmoid_prime(zs[-l])
+                nabla_b[-l] = delta
+                nabla_w[-l] = np.dot(delta, activations[-l - 1].transpose())
+            return nabla_b, nabla_w
+
+
+        def update_mini_batch(weights, biases, mini_batch, eta, zip_bug, cost_bug):
+            nabla_b = [np.zeros(b.shape) for b in biases]
+            nablea_w = [np.zeros(w.shape) for w in weights]
+            for x, y in mini_batch:
+                delta_nabla_b, delta_nable_w = backprob(weights, biases, x, y, cost_bug)
+                nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
+                if zip_bug:
+                    nablea_w = [nw + dnw for nw, dnw in zip(nablea_w, nablea_w)]        # the article
+                else:
+                    nablea_w = [nw + dnw for nw, dnw in zip(nablea_w, delta_nable_w)]   # meant
+            weights = [w - (eta / len(mini_batch)) * nw for w, nw in zip(weights, nablea_w)]
+            biases = [b - (eta / len(mini_batch)) * nb for b, nb in zip(biases, nabla_b)]
+            return weights, biases
+
+
+        rs = np.random.RandomState(0)
+        W0 = [rs.randn(3, 2), rs.randn(1, 3)]                  # np.random.randn(y, x), sizes [2, 3, 1]
+        B0 = [rs.randn(3, 1), rs.randn(1, 1)]
+        X_mb, y_mb = make_moons(10, noise=0.1, seed=0)
+        mini_batch = [(x, [y]) for x, y in zip(X_mb, y_mb)]
+
+        for zip_bug in (True, False):
+            W1, B1 = update_mini_batch(W0, B0, mini_batch, 3.0, zip_bug=zip_bug, cost_bug=False)
+            moved_w = max(np.abs(a - b).max() for a, b in zip(W1, W0))
+            moved_b = max(np.abs(a - b).max() for a, b in zip(B1, B0))
+            print(f"zip({'nablea_w, nablea_w' if zip_bug else 'nablea_w, delta_nable_w'}): "
+                  f"the weights move by up to {moved_w:.4f}, the biases by up to {moved_b:.4f}")
+        """),
+        md(r"""
+        With the line fixed (and bug 2 fixed too) the article's update is one step of plain
+        gradient descent on the mini-batch mean of $\frac12 (\hat y - y)^2$, which is exactly
+        what the engine computes from the same starting network:
+        """),
+        code("""
+        def article_start():                         # the engine's copy of the starting network W0, B0
+            return MLP.from_weights([w.tolist() for w in W0], [b.ravel().tolist() for b in B0],
+                                    activation="sigmoid", output_activation="sigmoid")
+
+
+        W_fixed, B_fixed = update_mini_batch(W0, B0, mini_batch, 3.0, zip_bug=False, cost_bug=False)
+
+        net = article_start()
+        optimizer = SGD(net.parameters(), lr=3.0)
+        optimizer.zero_grad()
+        for x, (y,) in mini_batch:
+            half_sse([net(x)], [y]).backward(1 / len(mini_batch))   # the mean over the mini-batch
+        optimizer.step()
+        engine_W = [np.array([[w.data for w in n.w] for n in layer.neurons]) for layer in net.layers]
+        engine_B = [np.array([[n.b.data] for n in layer.neurons]) for layer in net.layers]
+        gap = max(np.abs(a - b).max() for a, b in zip(W_fixed + B_fixed, engine_W + engine_B))
+        print(f"fixed article code vs the engine after one step: max |difference| = {gap:.1e}")
+        """),
+        md(r"""
+        ## 2. `cost_derivative` returns $\hat y$, not $\hat y - y$
+
+        The article writes the loss $\frac12(\hat y - y)^2$ and its derivative $\hat y - y$
+        in the text, then codes
+
+            def cost_derivative(self, output_activations, y):
+                return (output_activations)
+
+        $\hat y$ is the derivative of $\frac12 \hat y^2$: the loss of a target that is **always
+        0**. The label no longer enters the gradient at all. The engine shows it: the buggy
+        backpropagation equals the engine's gradient of `half_sse(y_hat, 0.0)`, for any label.
+        """),
+        code("""
+        def as_engine_order(nabla_b, nabla_w):       # neuron by neuron: its weights, then its bias
+            return np.array([g for nb, nw in zip(nabla_b, nabla_w) for j in range(len(nb))
+                             for g in [*nw[j], nb[j, 0]]])
+
+
+        def engine_gradient(x, target):
+            net = article_start()
+            half_sse([net(x)], [target]).backward()
+            return np.array([p.grad for p in net.parameters()])
+
+
+        x0 = X_mb[0]
+        for label in (0.0, 1.0):
+            bug = as_engine_order(*backprob(W0, B0, x0, [label], cost_bug=True))
+            ok = as_engine_order(*backprob(W0, B0, x0, [label], cost_bug=False))
+            print(f"label {label:g}: d/d(output layer w, b), the article's code {np.round(bug[-4:], 6)}, "
+                  f"correct {np.round(ok[-4:], 6)}")
+            print(f"         all 13 gradients: the article's = engine's with target 0: "
+                  f"{np.abs(bug - engine_gradient(x0, 0.0)).max() < 1e-15}; "
+                  f"correct = engine's with target {label:g}: {np.abs(ok - engine_gradient(x0, label)).max() < 1e-15}")
+        """),
+        md(r"""
+        (For label 0 the two agree: $\hat y - 0 = \hat y$.) Trained so, every output is driven
+        towards 0. Together with bug 1 (only the biases move) that is what the article's MNIST
+        run does: the section "The articles' MNIST recipe, exactly as written" runs the
+        article's whole code on the digits.
+
+        ## 3. `w = torch.rand(1, 9)` without `requires_grad`
+
+        Seed 004's single-output check, as written:
+
+            x = torch.arange(1., 10.).view(1, 9)
+            w = torch.rand(1, 9)
+            y = torch.rand(1) + 15
+            loss = F.mse_loss(y, x @ w.t())
+            torch.autograd.grad(loss, [w])
+
+        Nothing in that graph requires a gradient, so PyTorch has recorded no graph and
+        `autograd.grad` (and `loss.backward()`) raise. The fix is
+        `w = torch.rand(1, 9, requires_grad=True)` (the `w` the article prints does say
+        `requires_grad=True`). Below with the article's printed `w`, and `y` rebuilt from its
+        printed gradient as in `01_perceptrons.ipynb`. (`y` has shape (1,) and `x @ w.t()`
+        (1, 1): PyTorch warns about the broadcast, harmless with one element.)
+        """),
+        code("""
+        try:
+            import torch
+            import torch.nn.functional as F
+        except ImportError:                          # torch is optional: pip install 'tinygrad_bp[torch]'
+            torch = None
+            print("PyTorch is not installed: this check is skipped")
+
+        if torch is not None:
+            x = torch.arange(1., 10.).view(1, 9)
+            y = torch.tensor([15.449471354])         # torch.rand(1) + 15, rebuilt from the printed gradient
+            w = torch.tensor([[0.1921, 0.1720, 0.9273, 0.5683, 0.8436, 0.1845, 0.4446, 0.1225, 0.0567]])
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                loss = F.mse_loss(y, x @ w.t())
+                try:
+                    torch.autograd.grad(loss, [w])
+                except RuntimeError as error:
+                    print("as written:   RuntimeError:", error)
+
+                w.requires_grad_()                   # the fix: torch.rand(1, 9, requires_grad=True)
+                loss = F.mse_loss(y, x @ w.t())
+                (dw,) = torch.autograd.grad(loss, [w])
+            print("fixed:        ", [round(g, 4) for g in dw[0].tolist()])
+            print("the article's: [0.1385, 0.2769, 0.4154, 0.5538, 0.6923, 0.8307, 0.9692, 1.1077, 1.2461]")
+            print("PyTorch's warning:", caught[0].message if caught else "none")
+        """),
+        md(r"""
+        tinygrad_bp has the same rule: a `Value(..., requires_grad=False)` is a constant, and
+        asking `grad()` for its derivative is an error that says so:
+        """),
+        code("""
+        w_const = Value(0.5, label="w", requires_grad=False)
+        loss_c = (w_const * 3.0 - 1.0) ** 2
+        try:
+            grad(loss_c, [w_const])
+        except ValueError as error:
+            print("ValueError:", error)
+        """),
+        md(r"""
+        ## 4. `fig.gca(projection='3d')`
+
+        Seed 004 draws Himmelblau's surface with `ax = fig.gca(projection = '3d')`. `gca()`
+        took keyword arguments until matplotlib 3.4, deprecated them, and has refused them since
+        3.6. The fix is `ax = fig.add_subplot(projection='3d')` (and
+        `from mpl_toolkits.mplot3d import Axes3D` is no longer needed). The rest is the
+        article's code, with a smaller figure:
+        """),
+        code("""
+        import matplotlib
+        import matplotlib.pyplot as plt
+
+
+        def f(x):
+            return (x[0] ** 2 + x[1] - 11) ** 2 + (x[0] + x[1] ** 2 - 7) ** 2
+
+
+        x = np.arange(-6, 6, 0.1)
+        y = np.arange(-6, 6, 0.1)
+        X, Y = np.meshgrid(x, y)
+        Z = f([X, Y])
+        fig = plt.figure(figsize=(4.5, 4.5), dpi=70, num="Test_Function", frameon=True, facecolor="white")
+        try:
+            ax = fig.gca(projection="3d")            # the article
+        except TypeError as error:
+            print(f"matplotlib {matplotlib.__version__}: TypeError: {error}")
+            ax = fig.add_subplot(projection="3d")    # the fix
+        ax.plot_surface(X, Y, Z)
+        ax.set_zlim(-100, 2000)
+        ax.view_init(50, -50)
+        ax.set_xlabel("X_label")
+        ax.set_ylabel("Y_label")
+        plt.show()
+        """),
+        md(r"""
+        ## 5. Two typos
+
+        **Seed 003** lists the local derivatives of its mini-batch network
+        $i_1 = X W_1 + b_1$, $o_1 = s(i_1)$, $i_2 = o_1 W_2 + b_2$, $o_2 = s(i_2)$, and among them
+        writes $\partial i_2 / \partial o_2 = w_2$. It means $\partial i_2 / \partial o_1 = W_2$ (its
+        own chain for $\Delta W_1$ uses $\partial i_2/\partial o_1$): $i_2$ is computed from $o_1$;
+        $o_2$ is computed *from* $i_2$, so $i_2$ does not depend on $o_2$ at all. One row of the
+        mini-batch, in the engine:
+        """),
+        code("""
+        o1 = [Value(v, label=f"o1[{j}]") for j, v in enumerate((0.2, 0.7, 0.4))]
+        W2 = [Value(v, label=f"W2[{j}]") for j, v in enumerate((0.5, -1.5, 0.8))]
+        b2 = Value(0.1, label="b2")
+        i2 = linear(W2, o1, b2)                      # i2 = o1 W2 + b2
+        o2 = i2.sigmoid()
+        print("d i2 / d o1 =", grad(i2, o1), "= W2 =", [w.data for w in W2])
+        try:
+            grad(i2, [o2])
+        except ValueError as error:
+            print("d i2 / d o2: ValueError:", error)
+        """),
+        md(r"""
+        **Seed 001** says the forward pass of its 2-2-2 example gives the outputs
+        "[0.75136079, 0.772928465]". out_o1 is 0.751365069552316: to eight digits 0.75136507,
+        and the figures the article derives from it use that value.
+        """),
+        code("""
+        from tinygrad_bp import worked_example as we
+
+        (out_o1, out_o2), _ = we.build().forward()
+        print(f"out_o1 = {out_o1.data!r}: 0.75136507 to eight digits; the article prints 0.75136079 "
+              f"(off by {abs(out_o1.data - 0.75136079):.2e})")
+        print(f"out_o2 = {out_o2.data!r}: the article's 0.772928465 is right")
+        """),
+    ]
+
+
+if __name__ == "__main__":  # pragma: no cover - a quick look at the cell counts
+    for fn in (seed004_checks, mnist_honestly, adam_explained, article_bugs):
+        print(fn.__name__, len(fn()), "cells")
+
+
 # =================================================================================================
 # 06 exercises
 # =================================================================================================
@@ -1388,6 +2348,11 @@ def exercises() -> list[Cell]:
     ]
 
 
+def articles_code() -> list[Cell]:
+    """07: the bugs in the articles' code, each run where it occurs."""
+    return article_bugs()
+
+
 NOTEBOOKS: dict[str, Callable[[], list[Cell]]] = {
     "00_quickstart.ipynb": quickstart,
     "01_perceptrons.ipynb": perceptrons,
@@ -1396,6 +2361,7 @@ NOTEBOOKS: dict[str, Callable[[], list[Cell]]] = {
     "04_himmelblau_adam.ipynb": himmelblau_adam,
     "05_training.ipynb": training,
     "06_exercises.ipynb": exercises,
+    "07_the_articles_code.ipynb": articles_code,
 }
 
 

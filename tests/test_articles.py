@@ -544,3 +544,25 @@ def test_4_the_articles_chain_for_w1():
         assert round(engine, 9) == article
     assert close(rows["dE/dw1 (the product)"][0], we.CHAIN_RULE["dE/dw1"])
     assert rows["dnet_h1/dw1 (= i1)"][0] == 0.05
+
+
+def test_seed_004s_3x9_check_literally():
+    """Linear units, PyTorch's mse over 3 outputs (a factor 2/3), fed seed 004's printed forward values."""
+    from tinygrad_bp import Layer
+    from tinygrad_bp.losses import mse_loss
+
+    x = [float(i) for i in range(1, 10)]
+    xw, y = [24.4711, 14.6388, 21.9789], [18.3916, 18.7910, 18.4638]
+    layer = Layer.from_weights([[v] + [0.0] * 8 for v in xw], [0.0] * 3, activation="linear")
+    outs = layer(x)
+    assert [o.data for o in outs] == xw
+    loss = mse_loss(outs, y)
+    weights = [w for n in layer.neurons for w in n.w]
+    grads = grad(loss, weights)
+    loss.backward()
+    assert grads == [w.grad for w in weights]  # grad() and backward() on the same graph
+    rows = [[round(g, 4) for g in grads[9 * k : 9 * k + 9]] for k in range(3)]
+    assert [r[0] for r in rows] == [4.0530, -2.7681, 2.3434]  # the rows the issue and the article start with
+    for k in range(3):
+        for i in range(9):
+            assert close(grads[9 * k + i], 2 / 3 * (xw[k] - y[k]) * x[i], rel=1e-14)

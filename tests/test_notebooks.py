@@ -34,6 +34,7 @@ EXPECTED = [
     "04_himmelblau_adam.ipynb",
     "05_training.ipynb",
     "06_exercises.ipynb",
+    "07_the_articles_code.ipynb",
 ]
 
 

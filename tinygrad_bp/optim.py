@@ -250,4 +250,4 @@ class Adam(Optimizer):
             step_size = self.lr / (1.0 - b1**t)
             bias_correction2_sqrt = (1.0 - b2**t) ** 0.5  # torch: bias_correction2 ** 0.5
             denom = math.sqrt(v) / bias_correction2_sqrt + self.eps
-            p.data += -step_size * (m / denom)
+            p.data += (-step_size * m) / denom  # torch: addcdiv computes value * m / denom, left to right
