@@ -269,6 +269,7 @@ def perceptrons() -> list[Cell]:
 
         import numpy as np
 
+        import tinygrad_bp
         from tinygrad_bp import Layer, MLP, Neuron
         from tinygrad_bp.losses import half_sse, mse_loss
         from tinygrad_bp.stepper import Stepper
@@ -412,6 +413,19 @@ def perceptrons() -> list[Cell]:
         print(f"max |engine - O_j delta_k|                         = {np.abs(engine_jk - dW_jk).max():.2e}")
         print("dE/dW_ij (engine):\\n", engine_ij)
         print(f"max |engine - O_i O_j(1-O_j) sum_k delta_k W_jk| = {np.abs(engine_ij - dW_ij).max():.2e}")
+        """),
+        md(r"""
+        The deltas themselves are in the graph: $\delta_k = \partial E/\partial net_k$ is the
+        gradient of each output neuron's `net` node, and $\delta_j = O_j(1 - O_j)\sum_k \delta_k
+        W_{jk}$ that of each hidden neuron's `net` (`net.grad` after `backward()`):
+        """),
+        code("""
+        net = {n.label: n for n in tinygrad_bp.toposort(E) if n.label.endswith(".net")}
+        delta_j = O_j * (1 - O_j) * (W_jk @ delta_k)
+        for k, d in enumerate(delta_k):
+            print(f"delta_k[{k}] = {d: .15f}   layer2.neuron{k}.net.grad = {net[f'layer2.neuron{k}.net'].grad: .15f}")
+        for j, d in enumerate(delta_j):
+            print(f"delta_j[{j}] = {d: .15f}   layer1.neuron{j}.net.grad = {net[f'layer1.neuron{j}.net'].grad: .15f}")
         """),
         md("""
         "A layer's gradient needs the layer after it, so it is computed backwards." The order in
@@ -860,14 +874,40 @@ def minibatch_network() -> list[Cell]:
             print(f"{name}: max |engine - matrix| = {np.abs(engine[name] - matrix[name]).max():.2e}")
         print("\\ndW1 =\\n", engine["dW1"])
         """),
+        md(r"""
+        The article writes the local derivatives of the matrix form one by one:
+        $\partial o_2/\partial i_2 = o_2 \odot (1 - o_2)$, $\partial i_2/\partial W_2 = o_1$,
+        $\partial i_2/\partial o_1 = W_2$ (printed as $\partial i_2/\partial o_2 = w_2$, a typo),
+        $\partial i_2/\partial b_2 = 1$, $\partial o_1/\partial i_1 = o_1 \odot (1 - o_1)$,
+        $\partial i_1/\partial W_1 = X$. For the first sample, each one beside the engine's (`grad`
+        of one node with respect to the node below it):
+        """),
+        code("""
+        from tinygrad_bp import grad
+
+        o2_ = net(list(X[0]))                # the first sample's graph
+        i2_ = o2_.inputs[0]                   # w . o1 + b2, one linear node
+        o1_ = list(i2_.inputs[3:6])           # the hidden outputs
+        i1_ = [o.inputs[0] for o in o1_]      # the hidden sums
+        rows = [("do2/di2 = o2 (1 - o2)", o2_.data * (1 - o2_.data), grad(o2_, [i2_])[0]),
+                ("di2/db2 = 1", 1.0, grad(i2_, [output.neurons[0].b])[0])]
+        for j in range(3):
+            rows.append((f"di2/dW2[{j}] = o1[{j}]", o1_[j].data, grad(i2_, [output.neurons[0].w[j]])[0]))
+            rows.append((f"di2/do1[{j}] = W2[{j}]", W2[j, 0], grad(i2_, [o1_[j]])[0]))
+            rows.append((f"do1[{j}]/di1[{j}] = o1 (1 - o1)", o1_[j].data * (1 - o1_[j].data), grad(o1_[j], [i1_[j]])[0]))
+            rows.append((f"di1[{j}]/dW1[0,{j}] = X[0]", X[0, 0], grad(i1_[j], [hidden.neurons[j].w[0]])[0]))
+        for name, formula, engine_value in rows:
+            print(f"{name:<32} {formula: .15f}   engine {engine_value: .15f}")
+        """),
         md("""
         ## The articles' MNIST run, on the digits that scikit-learn ships
 
         The articles train `Network([784, 30, 1])` on MNIST for 30 epochs (mini-batch 10,
         eta 3.0). MNIST cannot be downloaded here (`tinygrad_bp.data.load_mnist` reads its IDX
-        files when you have them); scikit-learn's 8x8 digits stand in: `Network([64, 30, 10])`,
-        one sigmoid output per class (the prediction is the largest output), mini-batch 10,
-        eta 3.0, here for 10 epochs.
+        files when you have them); scikit-learn's 8x8 digits stand in. The article's network has
+        ONE output for ten classes, which cannot work (the end of this notebook runs it as
+        written and shows why); here `Network([64, 30, 10])`, one sigmoid output per class (the
+        prediction is the largest output), mini-batch 10, eta 3.0, for 10 epochs.
         """),
         code("""
         from tinygrad_bp.data import load_digits
