@@ -169,6 +169,7 @@ def test_trace_graph_walks_prev_and_op():
         return nodes, edges
 
     nodes, edges = trace(y)
+    assert (nodes, edges) == viz.trace(y)  # the same walk, from tinygrad_bp.viz
     assert sorted(n._op for n in nodes) == ["", "", "", "*", "**2", "+", "ReLU"]
     assert len(edges) == 6  # x and 2 into *, * and 1 into +, + into ReLU, ReLU into **2
     graph = viz.draw_dot(y, "svg", "TB")  # micrograd's positional format and rankdir

@@ -69,6 +69,7 @@ __all__ = [
     "to_dot",
     "to_png",
     "to_svg",
+    "trace",
 ]
 
 DEFAULT_MAX_NODES = 500
@@ -626,6 +627,27 @@ def draw_dot(
     graph = _assemble(_statements(plan, style, cluster=cluster), rankdir, graph_attr)
     graph.format = format
     return graph
+
+
+def trace(root: Value) -> tuple[set[Value], set[tuple[Value, Value]]]:
+    """micrograd's ``trace(root)``: the set of nodes and the set of (operand, result) edges.
+
+    Operands come from ``_prev`` (micrograd's view: a number exponent of ``**``
+    is not a node); the walk is iterative, so a deep graph does not overflow
+    the recursion limit.
+    """
+    nodes: set[Value] = set()
+    edges: set[tuple[Value, Value]] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node in nodes:
+            continue
+        nodes.add(node)
+        for child in node._prev:
+            edges.add((child, node))
+            stack.append(child)
+    return nodes, edges
 
 
 def element_ids(root: Value, collapse: Iterable[str] = ()) -> dict[int, str]:
