@@ -1,5 +1,10 @@
 """The engine: reverse mode over a recorded graph, using the rule table.
 
+Read :func:`reference_backward` first: the whole of reverse mode in about
+twenty lines (a topological order, a dictionary of gradients, one rule lookup
+per node). The stepper shows exactly its steps, and the fast path below is
+tested against it on random graphs.
+
 No recursion anywhere, so graphs of any depth work at Python's default
 recursion limit.
 
@@ -21,14 +26,23 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import NonDifferentiableError, OperationOverflowError, UnusedInputError
 from .rules import RULES
 from .value import Value, _operand, _set_grad_enabled, constant
 
-__all__ = ["backward", "grad", "gradients", "toposort"]
+__all__ = [
+    "BackwardStep",
+    "backward",
+    "grad",
+    "gradients",
+    "local_derivatives",
+    "reference_backward",
+    "reference_gradients",
+    "toposort",
+]
 
 # One backward pass at a time: passes keep their running sums on the nodes.
 _pass_lock = threading.RLock()
@@ -66,6 +80,66 @@ def toposort(root: Value | Sequence[Value], *, only_requires_grad: bool = False)
             else:
                 order.append(node)
     return order
+
+
+# --- the reference: reverse mode as a learner reads it -----------------------------------------
+
+
+def local_derivatives(node: Value) -> tuple[float, ...]:
+    """``(d node / d input_i)`` for each input occurrence, at the inputs' data, from the rule table.
+
+    Raises:
+        NonDifferentiableError: a local derivative is undefined there (sqrt at 0, ...).
+
+    """
+    if not node.inputs:
+        return ()
+    values = [x.data for x in node.inputs]
+    try:
+        return tuple(float(d) for d in RULES[node.op].local(node.data, *values))
+    except (ArithmeticError, ValueError) as error:
+        shown = ", ".join(repr(v) for v in values)
+        msg = f"{node.op}: the local derivative is not finite at inputs ({shown}): {error}"
+        raise NonDifferentiableError(msg) from None
+
+
+# One step of the reference pass: the node, d root / d node, and for each input occurrence that
+# needs a gradient (position, input, local derivative, contribution = upstream * local).
+BackwardStep = tuple[Value, float, list[tuple[int, Value, float, float]]]
+
+
+def reference_backward(root: Value, seed: float = 1.0) -> Iterator[BackwardStep]:
+    """Reverse mode, one node at a time: the chain rule as a learner reads it.
+
+    ``grads[n]`` collects d root / d n. Visiting the nodes in reverse
+    topological order means every node that uses ``n`` has passed its share to
+    ``n`` before ``n`` is visited, so its gradient is complete by then; it
+    passes upstream * (d n / d input) to each input: the chain rule, summed
+    over every path. Yields each step; nothing in the graph is touched.
+    """
+    grads: dict[Value, float] = {root: seed}
+    for node in reversed(toposort(root, only_requires_grad=True)):
+        if not node.inputs:
+            continue  # a leaf: its gradient is final
+        upstream = grads[node]
+        contributions = []
+        for i, (x, local) in enumerate(zip(node.inputs, local_derivatives(node))):
+            if x.requires_grad:
+                grads[x] = grads.get(x, 0.0) + upstream * local
+                contributions.append((i, x, local, upstream * local))
+        yield node, upstream, contributions
+
+
+def reference_gradients(root: Value, seed: float = 1.0) -> dict[Value, float]:
+    """d root / d node for every node that needs a gradient, by :func:`reference_backward`."""
+    grads = {root: seed} if root.requires_grad else {}
+    for _, _, contributions in reference_backward(root, seed) if root.requires_grad else ():
+        for _, x, _, contribution in contributions:
+            grads[x] = grads.get(x, 0.0) + contribution
+    return grads
+
+
+# --- the fast path ------------------------------------------------------------------------------
 
 
 def _mark(root: Value) -> list[Value]:

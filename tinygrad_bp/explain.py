@@ -27,9 +27,8 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from .engine import grad, toposort
-from .errors import GraphTooLargeError, NonDifferentiableError
-from .rules import RULES
+from .engine import grad, local_derivatives, toposort
+from .errors import GraphTooLargeError
 from .value import Value
 
 __all__ = ["Explanation", "NodeNames", "Path", "Verdict", "check", "explain", "local_derivatives"]
@@ -57,24 +56,6 @@ class NodeNames:
         if node.requires_grad:
             return f"leaf#{k}"
         return format(node.data, f".{self._digits}g")
-
-
-def local_derivatives(node: Value) -> tuple[float, ...]:
-    """``(d node / d input_i)`` for each input occurrence, at the inputs' data, from the rule table.
-
-    Raises:
-        NonDifferentiableError: a local derivative is undefined there (sqrt at 0, ...).
-
-    """
-    if not node.inputs:
-        return ()
-    values = [x.data for x in node.inputs]
-    try:
-        return tuple(float(d) for d in RULES[node.op].local(node.data, *values))
-    except (ArithmeticError, ValueError) as error:
-        shown = ", ".join(repr(v) for v in values)
-        msg = f"{node.op}: the local derivative is not finite at inputs ({shown}): {error}"
-        raise NonDifferentiableError(msg) from None
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@
   that needs a gradient, the local derivative, the contribution
   upstream x local it adds, and that input's running total.
 
-The stepper does this arithmetic itself, walking the graph in reverse
-topological order with the rule table's local derivatives, so it shows the
-chain rule of the worked examples for any graph; the final running totals
-equal the engine's gradients (:attr:`Stepper.gradients`). Nothing in the graph
-is modified.
+The steps are those of the engine's reference pass,
+:func:`tinygrad_bp.engine.reference_backward` (reverse topological order, the
+rule table's local derivatives), so what the stepper shows is what the engine
+does; the final running totals equal the engine's gradients
+(:attr:`Stepper.gradients`). Nothing in the graph is modified.
 
 In a console, ``print(stepper)`` or ``stepper.step_text(i)``; in Jupyter, the
 stepper displays itself as an ipywidgets control (previous / next buttons, a
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
-from .engine import toposort
+from .engine import reference_backward, toposort
 from .errors import GraphvizNotFoundError, LayoutError
-from .explain import NodeNames, local_derivatives
+from .explain import NodeNames
 from .stepper_page import DEFAULT_MAX_STEPS, standalone_page, static_step
 from .stepper_view import OVERVIEW_TOO_BIG, Overview, build_overview, neighbourhood_svgs
 from .value import Value
@@ -189,23 +189,17 @@ Step = Union[ForwardStep, BackwardStep]
 def _backward_steps(
     output: Value, seed: float, fmt: _Format, start: int
 ) -> tuple[list[BackwardStep], dict[Value, float]]:
-    """The backward steps (reverse topological order) and the final totals {node: gradient}."""
+    """The backward steps of :func:`tinygrad_bp.engine.reference_backward` and the final totals."""
     if not output.requires_grad:
         return [], {}
     totals: dict[Value, float] = {output: seed}
     raw: list[tuple[Value, float, list[list[Any]]]] = []
-    for node in reversed(toposort(output, only_requires_grad=True)):
-        if not node.inputs:
-            continue
-        upstream = totals[node]
-        local = local_derivatives(node)
+    for node, upstream, contributions in reference_backward(output, seed):
         entries = []
-        for i, (x, d) in enumerate(zip(node.inputs, local)):
-            if x.requires_grad:
-                contribution = upstream * d
-                previous = totals.get(x)
-                totals[x] = contribution if previous is None else previous + contribution
-                entries.append([i, x, d, contribution, previous, totals[x]])
+        for i, x, local, contribution in contributions:
+            previous = totals.get(x)
+            totals[x] = contribution if previous is None else previous + contribution
+            entries.append([i, x, local, contribution, previous, totals[x]])
         raw.append((node, upstream, entries))
     return _freeze(raw, fmt, start), totals
 
