@@ -197,7 +197,9 @@ def test_history_keys_test_metrics_and_callback():
         metrics=("accuracy", l1_norm),
         callback=lambda epoch, h: seen.append((epoch, len(h["loss"]))),
     )
-    assert set(history) == {"loss", "lr", "accuracy", "test_loss", "test_accuracy", "l1_norm", "test_l1_norm"}
+    assert set(history) == {
+        "loss", "lr", "engine", "accuracy", "test_loss", "test_accuracy", "l1_norm", "test_l1_norm"
+    }  # fmt: skip
     assert all(len(v) == 3 for v in history.values())
     assert seen == [(0, 1), (1, 2), (2, 3)]
     assert history["l1_norm"][-1] == pytest.approx(l1_norm(m, None, None), rel=1e-15)
@@ -250,7 +252,7 @@ def test_custom_loss_function_and_objective():
     with pytest.raises(ValueError, match="custom loss needs predict"):
         fit(m, XOR_X, XOR_Y, loss=squared, progress=False)
     h = fit(m, XOR_X, XOR_Y, loss=squared, epochs=2, metrics=(), progress=False)
-    assert set(h) == {"loss", "lr"}
+    assert set(h) == {"loss", "lr", "engine"}
     h = fit(m, XOR_X, XOR_Y, loss=squared, epochs=2, predict=lambda o: int(o.data > 0.5), progress=False)
     assert len(h["accuracy"]) == 2
     h = fit(m, XOR_X, XOR_Y, loss=Objective(squared, OBJECTIVES["mse"].predict), epochs=1, progress=False)
@@ -466,7 +468,8 @@ def test_tape_engine_trains_exactly_like_the_scalar_engine(loss, nouts, labels):
     scalar, p_scalar = _run_fit("scalar", loss, X, y, nouts, **kwargs)
     tape, p_tape = _run_fit("tape", loss, X, y, nouts, **kwargs)
     auto, p_auto = _run_fit("auto", loss, X, y, nouts, **kwargs)
-    for key in scalar:
+    assert (scalar["engine"], tape["engine"], auto["engine"]) == (["scalar"] * 3, ["tape"] * 3, ["tape"] * 3)
+    for key in set(scalar) - {"engine"}:
         assert tape[key] == pytest.approx(scalar[key], rel=1e-12, abs=1e-15), key
         assert auto[key] == pytest.approx(scalar[key], rel=1e-12, abs=1e-15), key
     assert p_tape == pytest.approx(p_scalar, rel=1e-11, abs=1e-14)
@@ -490,6 +493,37 @@ def test_auto_engine_falls_back_to_the_scalar_engine_when_the_tape_refuses():
 
     with pytest.raises((TapeMismatchError, ValueError)):
         _run_fit("tape", value_dependent, X, y, [4, 3], **kwargs)
+
+
+def test_a_fallback_lasts_for_one_call_is_reported_and_is_warned_about():
+    """A graph that changes mid-training: the rest of that call runs on the scalar engine, with a warning;
+    the history says which engine ran each epoch; the next call records the new graph on the tape."""
+    pytest.importorskip("numpy")
+
+    class Switching:
+        def __init__(self):
+            self.mlp = MLP(2, [3, 1], activation="tanh", seed=0)
+            self.doubled = False
+
+        def __call__(self, x):
+            out = self.mlp(x)
+            return out * 2.0 if self.doubled else out
+
+        def parameters(self):
+            return self.mlp.parameters()
+
+    X, y01 = make_moons(24, noise=0.2, seed=1)
+    model = Switching()
+
+    def switch(epoch, history):
+        model.doubled = True
+
+    with pytest.warns(RuntimeWarning, match="no longer describes"):
+        first = fit(model, X, y01, loss="mse", engine="auto", epochs=3, batch_size=8, progress=False,
+                    seed=0, callback=switch)
+    assert first["engine"] == ["tape", "scalar", "scalar"]
+    second = fit(model, X, y01, loss="mse", engine="auto", epochs=2, batch_size=8, progress=False, seed=0)
+    assert second["engine"] == ["tape", "tape"]  # not stuck on the scalar engine
 
 
 def test_tape_rechecks_structure_only_for_code_it_does_not_know():
@@ -530,7 +564,7 @@ def _same_runs(make_model, X, y, **kwargs):
         history = fit(model, X, y, engine=engine, progress=False, seed=0, **kwargs)
         runs.append((history, [p.data for p in model.parameters()]))
     (h_scalar, p_scalar), (h_auto, p_auto) = runs
-    for key in h_scalar:
+    for key in set(h_scalar) - {"engine"}:  # which engine ran is the point of "engine"; the numbers agree
         assert h_auto[key] == pytest.approx(h_scalar[key], rel=1e-12, abs=1e-15), key
     assert p_auto == pytest.approx(p_scalar, rel=1e-11, abs=1e-14)
 

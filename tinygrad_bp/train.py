@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numbers
 import random
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar, Union, overload
@@ -432,7 +433,10 @@ def _auto_batch(
     graph's shape, one that needs plain numbers as targets), or whose replay
     finds that the graph has changed (a comparison that goes the other way,
     hidden state), is noticed before any gradient of that batch is written;
-    that batch and every later one then run on the scalar engine.
+    that batch and every later one of the same :func:`fit` call then run on
+    the scalar engine (a graph that changed after replaying: with a RuntimeWarning); the
+    history's ``"engine"`` says which engine ran each epoch, and the next call
+    tries the tape again.
     """
     if model in _scalar_only_models or not _numpy_available():
         return scalar_batch(model, X, y, objective, penalty)
@@ -440,15 +444,28 @@ def _auto_batch(
 
     try:
         result = _replay_batch(model, X, y, objective)
-    except (TapeMismatchError, TypeError, ValueError):
+    except (TapeMismatchError, TypeError, ValueError) as error:
         # Not recordable, or no longer the recorded graph: the scalar engine takes over (and
-        # reports any real error in the data itself).
+        # reports any real error in the data itself). A graph that changed mid-training is a
+        # surprise worth a warning; a model or loss the tape cannot record is known at once.
         _scalar_only_models[model] = True
+        _tape_objectives.pop(model, None)  # a stale recording: the next call records afresh
+        if _replayed.pop(model, False):  # it did replay before: the graph changed under it
+            warnings.warn(
+                f"fit: the tape no longer describes this model's graph ({error}); this call goes on "
+                "with the scalar engine (slower, the same numbers)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         return scalar_batch(model, X, y, objective, penalty)
+    _replayed[model] = True
     return _with_penalty(result, penalty)
 
 
+# Models that fell back to the scalar engine in the current fit() call, and models whose tape has
+# replayed in it (a later refusal then means the graph changed mid-training: warned about).
 _scalar_only_models: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+_replayed: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def _numpy_available() -> bool:
@@ -578,7 +595,7 @@ def _metric_functions(
 def _empty_history(
     want_accuracy: bool, with_test: bool, functions: list[Callable[[Any, Any, Any], float]]
 ) -> History:
-    keys = ["loss", "lr"]
+    keys = ["loss", "lr", "engine"]
     if want_accuracy:
         keys.append("accuracy")
     if with_test:
@@ -748,6 +765,8 @@ def fit(
         _progress_bar(progress, epochs * len(plan), "fit"),
     )
     step = 0
+    _scalar_only_models.pop(model, None)  # a fallback lasts for one call: this one tries the tape again
+    _replayed.pop(model, None)
     try:
         for epoch in range(epochs):
             if epoch:
@@ -755,6 +774,7 @@ def fit(
             mean_loss, correct, step = _epoch(run, X, y, plan, step)
             history["loss"].append(mean_loss)
             history["lr"].append(optimizer.lr)
+            history["engine"].append(_engine_that_ran(engine, model))
             if want_accuracy:
                 history["accuracy"].append(correct / len(X))
             _after_epoch(history, run, (X, y), (X_test, y_test), functions)
@@ -763,9 +783,18 @@ def fit(
             if callback is not None:
                 callback(epoch, history)
     finally:
+        _scalar_only_models.pop(model, None)
+        _replayed.pop(model, None)
         if run.bar is not None:
             run.bar.close()
     return history
+
+
+def _engine_that_ran(engine: str, model: Any) -> str:
+    """Which engine trained the last epoch: "scalar" or "tape" (``engine="auto"`` falls back)."""
+    if engine == "auto":
+        return "scalar" if model in _scalar_only_models or not _numpy_available() else "tape"
+    return engine
 
 
 # --- the articles' recipe: Network(sizes).SGD(training_data, epochs, mini_batch_size, eta, test_data) ---
