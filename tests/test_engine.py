@@ -307,3 +307,32 @@ def test_the_reference_is_what_the_stepper_shows():
     assert [up for _, up, _ in steps] == [s.upstream for s in stepper.backward_steps]
     assert stepper.gradients == engine.reference_gradients(y)
     assert a.grad == 0.0  # nothing written
+
+
+def test_truthiness_is_the_datas_as_in_torch():
+    assert not Value(0.0)
+    assert Value(-2.0)
+    assert bool(Value(1e-300))
+    x = Value(3.0)
+    y = x - 3.0
+    assert not y  # `if loss:` is False for a zero loss, as for floats, numpy and torch
+
+
+def test_no_grad_on_a_generator_function_records_nothing_while_it_runs():
+    x = Value(2.0)
+
+    @no_grad
+    def squares(n):
+        for _ in range(n):
+            yield x * x
+
+    @no_grad()
+    def cubes(n):
+        for _ in range(n):
+            got = yield x * x * x
+            assert got is None
+
+    for made in (*squares(3), *cubes(2)):
+        assert made.inputs == ()
+        assert not made.requires_grad
+    assert (x * x).inputs == (x, x)  # outside, recording as usual

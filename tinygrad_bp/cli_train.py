@@ -138,8 +138,8 @@ def run_training(args: argparse.Namespace) -> int:
     )
     elapsed = time.perf_counter() - start
     last = {key: values[-1] for key, values in history.items() if values}
-    shown = "  ".join(f"{key} {value:.4f}" for key, value in last.items() if key != "lr")
-    print(f"after {epochs} epochs ({elapsed:.1f} s): {shown}")
+    shown = "  ".join(f"{key} {value:.4f}" for key, value in last.items() if key not in ("lr", "engine"))
+    print(f"after {epochs} epochs ({elapsed:.1f} s, {last['engine']} engine): {shown}")
     path = _loss_curve(history, args.out / f"{args.data}_loss.png", f"{arch} on {args.data}")
     print(f"loss curve: {path.resolve()}")
     return 0

@@ -13,6 +13,7 @@ Running the graph backwards is the engine's job (:mod:`tinygrad_bp.engine`);
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import numbers
 import threading
@@ -112,7 +113,22 @@ class no_grad:  # noqa: N801 - named like torch.no_grad, its model
         _set_grad_enabled(enabled=self._previous)
 
     def __call__(self, func: _F) -> _F:
-        """Use as a decorator: ``func`` runs inside ``no_grad()``."""
+        """Use as a decorator: ``func`` runs inside ``no_grad()`` (a generator: each time it resumes)."""
+        if inspect.isgeneratorfunction(func):
+
+            @functools.wraps(func)
+            def generator(*args: Any, **kwargs: Any) -> Any:
+                inner = func(*args, **kwargs)
+                sent = None
+                while True:
+                    with no_grad():
+                        try:
+                            item = inner.send(sent)
+                        except StopIteration as stop:
+                            return stop.value
+                    sent = yield item
+
+            return generator  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -371,6 +387,10 @@ class Value:
 
     def __float__(self) -> float:
         return self.data
+
+    def __bool__(self) -> bool:
+        """False for 0.0, as ``bool(torch.tensor(0.0))`` and ``bool(0.0)``: ``if loss:`` reads the data."""
+        return self.data != 0.0
 
     def item(self) -> float:
         """The value as a Python float (as ``torch.Tensor.item``)."""
