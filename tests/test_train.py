@@ -515,7 +515,7 @@ def test_a_fallback_lasts_for_one_call_is_reported_and_is_warned_about():
     X, y01 = make_moons(24, noise=0.2, seed=1)
     model = Switching()
 
-    def switch(epoch, history):
+    def switch(_epoch, _history):
         model.doubled = True
 
     with pytest.warns(RuntimeWarning, match="no longer describes"):
