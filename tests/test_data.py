@@ -7,6 +7,7 @@ import gzip
 import math
 import random
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -239,10 +240,11 @@ GOOD = idx_bytes(0x08, (2, 2, 3), "B", flat(IMAGES))
             r"truncated: dimensions \[2, 2, 3\] of unsigned byte need 12 data bytes, the file has 11",
         ),
         (GOOD[:16], "truncated"),
-        (GOOD + b"\x00", "1 trailing byte"),
-        (GOOD + b"garbage", "7 trailing byte"),
+        (GOOD + b"\x00", "trailing bytes after the 12 data bytes"),
+        (GOOD + b"garbage", "trailing bytes"),
         (idx_bytes(0x0C, (3,), "i", [1, 2, 3])[:-2], "need 12 data bytes, the file has 10"),
-        (b"\x00\x00\x08\x01\xff\xff\xff\xff\x00", "need 4294967295 data bytes"),
+        (b"\x00\x00\x08\x01\xff\xff\xff\xff\x00", "4,294,967,295 data bytes, more than"),
+        (b"\x00\x00\x08\x02\xff\xff\xff\xff\x00\x00\x00\x00", "that many empty rows"),
     ],
 )
 @pytest.mark.parametrize("compress", [False, True])
@@ -316,3 +318,18 @@ def test_load_mnist_checks_counts_shapes_and_types(tmp_path):
     ipath.write_bytes(GOOD + b"x")
     with pytest.raises(ValueError, match="trailing"):
         load_mnist(ipath, lpath)
+
+
+def test_read_idx_reads_no_more_than_the_header_declares(tmp_path):
+    """A gzip bomb, /dev/zero or a huge file is never read whole (issue 12)."""
+    bomb = tmp_path / "bomb.idx.gz"
+    header = b"\x00\x00\x08\x01" + (10).to_bytes(4, "big")
+    bomb.write_bytes(gzip.compress(header + bytes(10) + bytes(50_000_000)))  # 50 MB of zeros, 50 KB packed
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(ValueError, match="trailing bytes"):
+        read_idx(bomb)
+    zero = tmp_path / "zero.idx"
+    if Path("/dev/zero").exists():
+        zero.symlink_to("/dev/zero")
+        with pytest.raises(ValueError, match=r"magic number|type code"):
+            read_idx(zero)

@@ -506,3 +506,20 @@ def test_a_shared_bias_is_one_parameter():
     params = layer.parameters()
     assert params.count(shared) == 1
     assert len(params) == 5
+
+
+def test_a_small_file_cannot_build_a_huge_model(tmp_path):
+    """A 200-byte file whose config says nin=20000, nouts=[20000] is refused before anything is built."""
+    path = tmp_path / "huge.json"
+    document = {
+        "format": "tinygrad_bp",
+        "module": "MLP",
+        "config": {"nin": 20000, "nouts": [20000], "activation": "relu", "output_activation": "linear"},
+        "state": {"layer1.weight": [[0.0]], "layer1.bias": [0.0]},
+    }
+    path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="400,020,000 parameters but holds 2 numbers"):
+        MLP.load(path)
+    small = MLP(2, [3, 1], seed=0)
+    small.save(tmp_path / "small.json")
+    assert MLP.load(tmp_path / "small.json").state_dict() == small.state_dict()

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "IDX_TYPES",
+    "MAX_IDX_BYTES",
     "Split",
     "load_digits",
     "load_mnist",
@@ -172,16 +173,46 @@ IDX_TYPES: dict[int, tuple[str, str, str]] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
+# The most data bytes an IDX file may declare (MNIST's largest file holds 47 MB): a header that asks
+# for more is refused before anything is read, so a small or endless file cannot take all memory.
+MAX_IDX_BYTES = 1 << 31
+
+
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """The file's bytes, decompressed when it starts with gzip's magic bytes 1f 8b."""
+    """The IDX document's bytes, decompressed when it starts with gzip's magic bytes 1f 8b.
+
+    Only as many bytes as the header declares are read (and one more, to notice
+    leftovers), so a gzip bomb, ``/dev/zero`` or a huge file is never read whole.
+    """
+    name = os.fspath(path)
     with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
-        raise ValueError(f"read_idx: {os.fspath(path)!r} is a corrupt gzip file ({error})") from None
+        if f.peek(2)[:2] != _GZIP_MAGIC:
+            return _read_declared(f, name)
+        try:
+            with gzip.GzipFile(fileobj=f) as unzipped:
+                return _read_declared(unzipped, name)
+        except (OSError, EOFError, zlib.error) as error:
+            raise ValueError(f"read_idx: {name!r} is a corrupt gzip file ({error})") from None
+
+
+def _read_declared(stream: Any, name: str) -> bytes:
+    """The header and then at most the data bytes it declares plus one, from ``stream``."""
+    head = stream.read(4)
+    if len(head) < 4 or head[0] or head[1] or head[2] not in IDX_TYPES or head[3] == 0:
+        return head  # _parse_idx says what is wrong with it
+    dims_bytes = stream.read(4 * head[3])
+    if len(dims_bytes) < 4 * head[3]:
+        return head + dims_bytes
+    dims = struct.unpack(f">{head[3]}I", dims_bytes)
+    declared = math.prod(dims) * struct.calcsize(">" + IDX_TYPES[head[2]][0])
+    if declared > MAX_IDX_BYTES:
+        raise ValueError(
+            f"read_idx: {name!r} declares dimensions {list(dims)}: {declared:,} data bytes, more than "
+            f"the {MAX_IDX_BYTES:,} this reader accepts"
+        )
+    if declared == 0 and math.prod(dims[:-1]) > MAX_IDX_BYTES // 64:
+        raise ValueError(f"read_idx: {name!r} declares dimensions {list(dims)}: that many empty rows")
+    return head + dims_bytes + stream.read(declared + 1)
 
 
 def _parse_idx(raw: bytes, name: str) -> tuple[int, tuple[int, ...], bytes]:
@@ -216,7 +247,7 @@ def _parse_idx(raw: bytes, name: str) -> tuple[int, tuple[int, ...], bytes]:
         )
     if found > expected:
         raise ValueError(
-            f"read_idx: {name} has {found - expected} trailing byte(s) after the "
+            f"read_idx: {name} has trailing bytes after the "
             f"{expected} data bytes that dimensions {list(dims)} describe"
         )
     return code, dims, raw[header:]

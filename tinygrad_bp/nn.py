@@ -16,6 +16,7 @@ which drawings use to group nodes into clusters and steppers to name steps.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -183,6 +184,13 @@ class Module:
         if not isinstance(config, dict):
             msg = f"load: {os.fspath(path)!r} has no configuration to build a {cls.__name__} from"
             raise ValueError(msg)  # noqa: TRY004 - a bad file is a ValueError, as API.md says
+        declared, stored = _declared_parameters(cls.__name__, config), _count_numbers(document["state"])
+        if declared is not None and declared > stored:  # a small file must not build a huge model
+            msg = (
+                f"load: {os.fspath(path)!r} describes a {cls.__name__} of {declared:,} parameters but "
+                f"holds {stored:,} numbers; nothing was built"
+            )
+            raise ValueError(msg)
         try:
             module = cls(**config)
         except (TypeError, ValueError) as error:
@@ -190,6 +198,30 @@ class Module:
             raise ValueError(msg) from None
         module.load_state_dict(document["state"])
         return module
+
+
+def _count_numbers(state: object) -> int:
+    """How many numbers a (nested) state holds: what a file can build is bounded by its size."""
+    if isinstance(state, dict):
+        return sum(_count_numbers(v) for v in state.values())
+    if isinstance(state, list):
+        return sum(_count_numbers(v) for v in state)
+    return 1
+
+
+def _declared_parameters(module: str, config: Mapping[str, Any]) -> int | None:
+    """The number of parameters a saved configuration describes, before anything is built (None: unknown)."""
+    try:
+        if module == "Neuron":
+            return int(config["nin"]) + 1
+        if module == "Layer":
+            return (int(config["nin"]) + 1) * int(config["nout"])
+        if module == "MLP":
+            sizes = [int(config["nin"]), *(int(n) for n in config["nouts"])]
+            return sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    except (KeyError, TypeError, ValueError):
+        return None  # the constructor's own checks name what is wrong
+    return None
 
 
 def _read_module_file(path: str | os.PathLike[str], cls: type) -> dict[str, Any]:
