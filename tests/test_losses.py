@@ -278,3 +278,20 @@ def test_l2_penalty(rng):
     assert allclose(grad(pen, ps), [2e-4 * p.data for p in ps])
     assert close(l2_penalty(ps).data, sum(p.data**2 for p in ps))
     assert l2_penalty([]).data == 0.0
+
+
+@pytest.mark.parametrize(
+    ("logits", "target", "expected"),
+    [
+        ([1e16, 1e16], 1, math.log(2.0)),  # logsumexp(z) - z_t cancelled this to 0.0
+        ([-1e308, -1e308], 1, math.log(2.0)),
+        ([1e308, -1e308], 0, 0.0),  # z_1 - z_0 overflowed
+        ([1e8, 1e8 + 1.0], 0, math.log1p(math.e)),  # log(1 + e) = 1.3132616875182228
+    ],
+)
+def test_cross_entropy_keeps_its_digits_at_huge_logits(logits, target, expected):
+    z = [Value(v) for v in logits]
+    loss = cross_entropy(z, target)
+    assert loss.data == pytest.approx(expected, rel=1e-15, abs=1e-300)
+    loss.backward()
+    assert sum(x.grad for x in z) == pytest.approx(0.0, abs=1e-15)  # softmax - one_hot sums to 0

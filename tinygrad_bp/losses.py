@@ -131,11 +131,18 @@ def binary_cross_entropy_with_logits(logit: Scalars, target: Scalars, reduction:
     return _reduce("binary_cross_entropy_with_logits", terms, reduction)
 
 
-def cross_entropy(logits: Sequence[Scalar], target_index: int) -> Value:
-    """-log softmax(z)_t = logsumexp(z) - z_t, stable for logits of any size.
+# e^x is exactly 0.0 in float64 below about -745.13.
+_EXP_UNDERFLOW = -746.0
 
-    logsumexp(z) = m + log sum_i e^(z_i - m) with m = max z (a constant: the
-    result does not depend on it, so neither does the gradient).
+
+def cross_entropy(logits: Sequence[Scalar], target_index: int) -> Value:
+    """-log softmax(z)_t = log sum_i e^(z_i - m) + (m - z_t), stable for logits of any size.
+
+    m = max z is a constant (the result does not depend on it, so neither does
+    the gradient). Adding (m - z_t) last keeps the digits that logsumexp(z) - z_t
+    would cancel away (logits of 1e16 give log 2, not 0), and a term with
+    z_i - m below -746, whose e^(z_i - m) is exactly 0.0, enters as 0 * z_i, so
+    no difference of two huge logits overflows.
     """
     z = [as_value(x) for x in logits]
     if not z:
@@ -147,8 +154,10 @@ def cross_entropy(logits: Sequence[Scalar], target_index: int) -> Value:
         raise ValueError(msg)
     target_index = int(target_index)  # a NumPy integer label works too
     m = max(x.data for x in z)
-    lse = _v.sum([(x - m).exp() for x in z]).log() + m
-    return lse - z[target_index]
+    # e^(z_i - m) is exactly 0.0 far below m; such a logit enters as 0 * z_i (its gradient, softmax_i,
+    # is 0), so that z_i - m cannot overflow.
+    terms = [(x - m).exp() if x.data - m > _EXP_UNDERFLOW else x * 0.0 for x in z]
+    return _v.sum(terms).log() + (m - z[target_index])
 
 
 def hinge_loss(scores: Scalars, labels: Scalars, reduction: str = "mean") -> Value:
