@@ -448,12 +448,23 @@ def test_batch_loss_and_grad_reuses_its_tape():
     model = tg.MLP(2, [3, 1], seed=0)
     X, y = np.ones((4, 2)), np.zeros(4)
     batch_loss_and_grad(model, X, y)
-    objective = next(
-        iter(__import__("tinygrad_bp.tape", fromlist=["_objectives"])._objectives[model].values())
-    )
+    objective = next(iter(model._tinygrad_bp_objectives.values()))  # the cache lives on the model
     first = objective.tape(X, y)
     batch_loss_and_grad(model, X, y)
     assert objective.tape(X, y) is first
+
+
+def test_batch_loss_and_grad_keeps_no_model_alive():
+    import gc
+    import weakref
+
+    X, y = np.ones((4, 2)), np.zeros(4)
+    model = tg.MLP(2, [3, 1], seed=0)
+    batch_loss_and_grad(model, X, y)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
 
 
 def test_every_named_loss_traces_without_reading_values():

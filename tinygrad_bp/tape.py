@@ -1891,9 +1891,23 @@ class BatchObjective:
         return BatchResult(result.loss, result.aux)
 
 
-_objectives: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], BatchObjective]] = (
-    weakref.WeakKeyDictionary()
-)
+_objectives: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def model_cache(
+    model: Any, name: str, fallback: weakref.WeakKeyDictionary[Any, dict[Any, Any]]
+) -> dict[Any, Any]:
+    """A dictionary of cached objectives that lives on ``model`` itself, so it dies with the model.
+
+    The cached objectives refer back to the model; kept in a module-level
+    WeakKeyDictionary, that reference would keep every model alive forever.
+    On the model, the two form a cycle that the garbage collector frees. A
+    model without a ``__dict__`` (slotted) uses ``fallback``.
+    """
+    store = getattr(model, "__dict__", None)
+    if isinstance(store, dict):
+        return store.setdefault(name, {})
+    return fallback.setdefault(model, {})
 
 
 def batch_loss_and_grad(
@@ -1915,7 +1929,7 @@ def batch_loss_and_grad(
     function objects on every call (a new lambda each time means a new trace).
     """
     key = (loss, fn, penalty, reduction, check)
-    cache = _objectives.setdefault(model, {})
+    cache = model_cache(model, "_tinygrad_bp_objectives", _objectives)
     objective = cache.get(key)
     if objective is None:
         if len(cache) >= 8:

@@ -357,15 +357,23 @@ def _tape_check(model: Any, objective: Objective) -> str:
 
 def _tape_objective(model: Any, objective: Objective) -> Any:
     """The cached :class:`~tinygrad_bp.tape.BatchObjective` of this model and loss."""
-    from .tape import BatchObjective
+    from .tape import BatchObjective, model_cache
 
-    cache = _tape_objectives.setdefault(model, {})
+    cache = model_cache(model, "_tinygrad_bp_fit_tapes", _tape_objectives)
     if objective.loss not in cache:
         if len(cache) >= 4:
             cache.pop(next(iter(cache)))
         loss = _LOSS_NAMES.get(objective.loss, objective.loss)
         cache[objective.loss] = BatchObjective(model, loss, check=_tape_check(model, objective))
     return cache[objective.loss]
+
+
+def _forget_tapes(model: Any) -> None:
+    """Drop the tapes recorded for ``model`` by :func:`fit`."""
+    _tape_objectives.pop(model, None)
+    store = getattr(model, "__dict__", None)
+    if isinstance(store, dict):
+        store.pop("_tinygrad_bp_fit_tapes", None)
 
 
 def _check_class_targets(objective: Objective, y: Sequence[Any]) -> None:
@@ -449,7 +457,7 @@ def _auto_batch(
         # reports any real error in the data itself). A graph that changed mid-training is a
         # surprise worth a warning; a model or loss the tape cannot record is known at once.
         _scalar_only_models[model] = True
-        _tape_objectives.pop(model, None)  # a stale recording: the next call records afresh
+        _forget_tapes(model)  # a stale recording: the next call records afresh
         if _replayed.pop(model, False):  # it did replay before: the graph changed under it
             warnings.warn(
                 f"fit: the tape no longer describes this model's graph ({error}); this call goes on "
