@@ -436,3 +436,18 @@ def test_an_overview_too_big_to_send_is_dropped_with_a_reason():
     if overview is None:
         assert "too big" in stepper.overview_note()
     assert len(stepper.static_html(0)) < 600_000
+
+
+def test_a_huge_graph_is_refused_at_once_and_a_wide_sum_steps():
+    x = tg.Value(0.5, label="x")
+    y = x
+    for _ in range(60_000):
+        y = y + 1.0
+    with pytest.raises(GraphTooLargeError, match="max_nodes=50,000"):
+        Stepper(y)
+    leaves = [tg.Value(float(k), label=f"p{k}") for k in range(20_000)]
+    total = tg.sum(leaves)
+    stepper = Stepper(total)
+    (step,) = stepper.backward_steps
+    assert len(step.contributions) == 20_000
+    assert "-> p19999: local d " in step.text  # built in linear time (it was quadratic)

@@ -25,17 +25,22 @@ highlighted, or as static HTML when ipywidgets is not installed.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
 from .engine import reference_backward, toposort
-from .errors import GraphvizNotFoundError, LayoutError
+from .errors import GraphTooLargeError, GraphvizNotFoundError, LayoutError
 from .explain import NodeNames
 from .stepper_page import DEFAULT_MAX_STEPS, standalone_page, static_step
 from .stepper_view import OVERVIEW_TOO_BIG, Overview, build_overview, neighbourhood_svgs
 from .value import Value
+from .viz import count_nodes
+
+# The most Values a Stepper walks by default: a lesson's graph, not a training run's.
+DEFAULT_MAX_NODES = 50_000
 
 __all__ = ["BackwardStep", "Contribution", "ForwardStep", "Stepper"]
 
@@ -142,10 +147,9 @@ class BackwardStep:
     contributions: tuple[Contribution, ...]
     _format: _Format = field(repr=False, compare=False)
 
-    def _contribution_text(self, c: Contribution) -> str:
+    def _contribution_text(self, c: Contribution, repeated: bool) -> str:
         fmt = self._format
         n = fmt.number
-        repeated = self.node.inputs.count(c.input) > 1
         target = fmt.names(c.input) + (f" (argument {c.argument})" if repeated else "")
         total = n(c.total) if c.previous is None else f"{n(c.previous)} + {n(c.contribution)} = {n(c.total)}"
         done = " (final)" if c.complete else ""
@@ -165,7 +169,8 @@ class BackwardStep:
             f"{name} = {_symbolic(self.node, fmt)}",
             f"  upstream gradient d {out} / d {name} = {fmt.number(self.upstream)}{seed}",
         ]
-        lines += [self._contribution_text(c) for c in self.contributions]
+        uses = Counter(id(x) for x in self.node.inputs)  # once per step: a sum of 20,000 stays linear
+        lines += [self._contribution_text(c, uses[id(c.input)] > 1) for c in self.contributions]
         if not self.contributions:
             lines.append("  (no input needs a gradient)")
         return "\n".join(lines)
@@ -226,6 +231,8 @@ class Stepper:
         output: the Value whose graph is stepped through.
         seed: the upstream gradient of the output (d output / d output = 1).
         digits: significant digits of the numbers in the text.
+        max_nodes: the most Values walked (None: no limit); a bigger graph raises
+            GraphTooLargeError at once (the count stops at the limit).
 
     ``steps`` is ``forward_steps + backward_steps``; a step's ``index`` is its
     position in ``steps``. ``gradients`` maps every node that needs a
@@ -233,10 +240,19 @@ class Stepper:
 
     """
 
-    def __init__(self, output: Value, *, seed: float = 1.0, digits: int = 15) -> None:
+    def __init__(
+        self, output: Value, *, seed: float = 1.0, digits: int = 15, max_nodes: int | None = DEFAULT_MAX_NODES
+    ) -> None:
         if not isinstance(output, Value):
             msg = f"Stepper: output must be a Value, not {type(output).__name__}"
             raise TypeError(msg)
+        if max_nodes is not None and count_nodes(output, max_nodes) > max_nodes:
+            msg = (
+                f"Stepper: the graph has more than max_nodes={max_nodes:,} Values: too many steps to "
+                "follow one by one. Step through a smaller graph (one sample, a smaller model), or "
+                "raise max_nodes."
+            )
+            raise GraphTooLargeError(msg)
         self.output = output
         order = toposort(output)
         self.names = NodeNames(order, digits)
