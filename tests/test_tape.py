@@ -828,3 +828,27 @@ def test_power_derivatives_at_the_edges_match_the_engine():
     _, grads = tape.value_and_grad(np.array([1.0, 2.0]))
     scalar = [tg.grad((Value(x) * w) ** 0.0 + Value(x) * w, [w])[0] for x in (1.0, 2.0)]
     assert grads.params[0] == pytest.approx(sum(scalar) / 2)
+
+
+@pytest.mark.parametrize(
+    ("fn", "how"),
+    [
+        (lambda x: x * tg.grad(x * x, [x])[0], r"grad\(\)"),  # the attack's example: [2, 4, 6] for [2, 8, 18]
+        (lambda x: (x * x) if (x * x) else x, "__bool__"),  # `if loss:` reads the data  # noqa: FURB110 - the `if` is the point
+    ],
+)
+def test_values_read_out_through_grad_or_truthiness_are_never_frozen_into_the_tape(fn, how):
+    """Issue 12: such a tape used to replay with the traced sample's number, even with check='none'."""
+    for check in ("none", "first"):
+        with pytest.raises(TapeMismatchError, match=how):
+            trace(fn, 1.0, check=check)
+
+
+def test_a_backward_pass_and_a_grad_read_inside_fn_are_escapes():
+    def uses_backward(x):
+        y = x * x
+        y.backward()
+        return x * x.grad
+
+    with pytest.raises(TapeMismatchError, match=r"backward\(\)"):
+        trace(uses_backward, 1.0, check="none")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import NonDifferentiableError, OperationOverflowError, UnusedInputError
@@ -43,6 +43,10 @@ __all__ = [
     "reference_gradients",
     "toposort",
 ]
+
+# Called with what is run ("backward()", "grad()") at the start of every pass: the explicit hook by
+# which the tape's tracer learns that values were read out of the graph. Nothing else listens.
+pass_observers: list[Callable[[str], None]] = []
 
 # One backward pass at a time: passes keep their running sums on the nodes.
 _pass_lock = threading.RLock()
@@ -294,6 +298,8 @@ def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> di
     ``.grad``. With ``create_graph`` the results are Values whose own graphs
     can be differentiated again.
     """
+    for observer in pass_observers:
+        observer("grad()")
     with _pass_lock:
         marked = _mark(root)
         try:
@@ -330,6 +336,8 @@ def backward(root: Value, gradient: float = 1.0) -> None:
     every other node reached is set to this pass's gradient. If the pass
     fails, no ``.grad`` has been written.
     """
+    for observer in pass_observers:
+        observer("backward()")
     if not isinstance(root, Value):
         msg = f"backward: expected a Value, not {type(root).__name__}"
         raise TypeError(msg)

@@ -111,6 +111,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Union
 
+from . import engine as engine_module
 from .engine import toposort
 from .errors import NonDifferentiableError, TapeMismatchError
 from .rules import RULES, Rule
@@ -194,7 +195,7 @@ _OWN_MODULES = frozenset(
     {"tinygrad_bp.value", "tinygrad_bp.engine", "tinygrad_bp.rules", "tinygrad_bp.custom", __name__}
 )
 _COMPARISONS = {"__lt__": "<", "__le__": "<=", "__gt__": ">", "__ge__": ">="}
-_ESCAPING_METHODS = ("__float__", "item", "detach", "__format__")
+_ESCAPING_METHODS = ("__float__", "item", "detach", "__format__", "__bool__")
 
 
 def _caller(depth: int) -> str:
@@ -212,17 +213,18 @@ def _caller(depth: int) -> str:
 
 
 class _WatchedData:
-    """Stands in for the ``Value.data`` slot while a trace runs: logs reads from user code."""
+    """Stands in for the ``Value.data`` (or ``.grad``) slot while a trace runs: logs reads from user code."""
 
-    def __init__(self, slot: Any) -> None:
+    def __init__(self, slot: Any, name: str = ".data") -> None:
         self.slot = slot
+        self.name = name
 
     def __get__(self, obj: Value | None, owner: type | None = None) -> Any:
         if obj is None:
             return self.slot
         log = _watch.log
         if log is not None and sys._getframe(1).f_globals.get("__name__") not in _OWN_MODULES:
-            log.escapes.append((obj, ".data", _caller(1)))
+            log.escapes.append((obj if self.name == ".data" else None, self.name, _caller(1)))
         return self.slot.__get__(obj, owner)
 
     def __set__(self, obj: Value, value: float) -> None:
@@ -266,12 +268,30 @@ def _watched_no_grad_enter(original: Callable[[no_grad], None]) -> Callable[[no_
     return enter
 
 
+def _user_frame() -> str:
+    """``file:line (function)`` of the nearest caller outside tinygrad_bp's own modules."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__") in _OWN_MODULES:
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
+
+
+def _observe_pass(kind: str) -> None:
+    """The engine's pass hook: a backward pass or grad() inside a traced fn reads values out of the graph."""
+    log = _watch.log
+    if log is not None:
+        log.escapes.append((None, kind, _user_frame()))
+
+
+engine_module.pass_observers.append(_observe_pass)
+
+
 def _install() -> None:
     """Put the watchers on Value (first user only); :func:`_uninstall` takes them off."""
     global _patch_users  # noqa: PLW0603 - a process-wide count of active traces
     with _patch_lock:
         if _patch_users == 0:
-            names = (*_COMPARISONS, *_ESCAPING_METHODS, "data")
+            names = (*_COMPARISONS, *_ESCAPING_METHODS, "data", "grad")
             _saved.update({name: Value.__dict__[name] for name in names})
             _saved["no_grad.__enter__"] = no_grad.__enter__
             for name, op in _COMPARISONS.items():
@@ -279,6 +299,7 @@ def _install() -> None:
             for name in _ESCAPING_METHODS:
                 setattr(Value, name, _watched_escape(name, _saved[name]))
             Value.data = _WatchedData(_saved["data"])  # type: ignore[assignment]
+            Value.grad = _WatchedData(_saved["grad"], ".grad")  # type: ignore[assignment]
             enter = _watched_no_grad_enter(_saved["no_grad.__enter__"])
             no_grad.__enter__ = enter  # type: ignore[method-assign]
         _patch_users += 1
