@@ -602,26 +602,12 @@ def test_standalone_page_steps_offline(graph, browser, tmp_path, screenshots, ca
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
         k, _ = counter(page.locator(".tgbp-counter").first.text_content())
         key_latencies = []
-        for expected in range(k - 1, 0, -1):
-            ms, _ = step_once(page, root, lambda: page.keyboard.press("ArrowLeft"))
-            key_latencies.append(ms)
-            check_step(
-                page,
-                root,
-                expected,
-                slider=False,
-                where=f"standalone ({graph.__name__}), ArrowLeft to {expected}",
-            )
-        for expected in range(2, min(total, 4) + 1):
-            ms, _ = step_once(page, root, lambda: page.keyboard.press("ArrowRight"))
-            key_latencies.append(ms)
-            check_step(
-                page,
-                root,
-                expected,
-                slider=False,
-                where=f"standalone ({graph.__name__}), ArrowRight to {expected}",
-            )
+        for key, steps in (("ArrowLeft", range(k - 1, 0, -1)), ("ArrowRight", range(2, min(total, 4) + 1))):
+            for expected in steps:
+                ms, _ = step_once(page, root, lambda key=key: page.keyboard.press(key))
+                key_latencies.append(ms)
+                where = f"standalone ({graph.__name__}), {key} to {expected}"
+                check_step(page, root, expected, slider=False, where=where)
         report(
             capsys,
             screenshots,

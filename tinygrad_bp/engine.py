@@ -112,16 +112,20 @@ def local_derivatives(node: Value) -> tuple[float, ...]:
 BackwardStep = tuple[Value, float, list[tuple[int, Value, float, float]]]
 
 
-def reference_backward(root: Value, seed: float = 1.0) -> Iterator[BackwardStep]:
+def reference_backward(
+    root: Value, seed: float = 1.0, grads: dict[Value, float] | None = None
+) -> Iterator[BackwardStep]:
     """Reverse mode, one node at a time: the chain rule as a learner reads it.
 
     ``grads[n]`` collects d root / d n. Visiting the nodes in reverse
     topological order means every node that uses ``n`` has passed its share to
     ``n`` before ``n`` is visited, so its gradient is complete by then; it
     passes upstream * (d n / d input) to each input: the chain rule, summed
-    over every path. Yields each step; nothing in the graph is touched.
+    over every path. Yields each step; pass ``grads`` to keep the totals.
+    Nothing in the graph is touched.
     """
-    grads: dict[Value, float] = {root: seed}
+    grads = {} if grads is None else grads
+    grads[root] = seed
     for node in reversed(toposort(root, only_requires_grad=True)):
         if not node.inputs:
             continue  # a leaf: its gradient is final
@@ -136,10 +140,10 @@ def reference_backward(root: Value, seed: float = 1.0) -> Iterator[BackwardStep]
 
 def reference_gradients(root: Value, seed: float = 1.0) -> dict[Value, float]:
     """d root / d node for every node that needs a gradient, by :func:`reference_backward`."""
-    grads = {root: seed} if root.requires_grad else {}
-    for _, _, contributions in reference_backward(root, seed) if root.requires_grad else ():
-        for _, x, _, contribution in contributions:
-            grads[x] = grads.get(x, 0.0) + contribution
+    grads: dict[Value, float] = {}
+    if root.requires_grad:
+        for _ in reference_backward(root, seed, grads):
+            pass
     return grads
 
 

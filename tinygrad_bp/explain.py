@@ -335,10 +335,10 @@ def _leading_matches(given: list[float], expected: list[float], rtol: float, ato
 
 
 def _check_chain(
-    output: Value, wrt: Value, factors: list[float], engine: float, rtol: float, atol: float
+    explanation: Explanation, factors: list[float], engine: float, rtol: float, atol: float
 ) -> Verdict:
     """The verdict on a chain of factors (see :func:`check`)."""
-    explanation = explain(output, wrt)
+    output, wrt = explanation.output, explanation.wrt
     names, n = explanation._names, len(factors)
     product = math.prod(factors)
     error = _relative(product, engine)
@@ -410,7 +410,7 @@ def check(
     explanation = explain(output, wrt)  # ValueError when there is no path
     (engine,) = grad(output, [wrt])
     if factors is not None:
-        return _check_chain(output, wrt, factors, engine, rtol, atol)
+        return _check_chain(explanation, factors, engine, rtol, atol)
     error = _relative(number, engine)
     fmt = explanation._number
     if _close(number, engine, rtol, atol):

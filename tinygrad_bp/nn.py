@@ -92,15 +92,14 @@ def _unfused_sum(w: Sequence[Value], x: Sequence[Value | float], b: Value) -> Va
     return net
 
 
-def _unique(params: Iterator[Value] | list[Value]) -> list[Value]:
-    """``params`` without repeats, in order: a Value shared by two neurons is one parameter."""
-    seen: set[int] = set()
-    out = []
-    for p in params:
-        if id(p) not in seen:
-            seen.add(id(p))
-            out.append(p)
-    return out
+def _unique(params: list[Value]) -> list[Value]:
+    """``params`` without repeats, in order: a Value shared by two neurons is one parameter.
+
+    Values hash by identity, so ``dict.fromkeys`` does it in C; the list itself is returned
+    when nothing repeats (the tape asks for the parameters on every replay).
+    """
+    unique = dict.fromkeys(params)
+    return params if len(unique) == len(params) else list(unique)
 
 
 class _LoadMethod:
@@ -402,7 +401,7 @@ class Layer(Module):
 
     def parameters(self) -> list[Value]:
         """Each neuron's parameters in turn (a Value shared by neurons once)."""
-        return _unique(p for n in self.neurons for p in n.parameters())
+        return _unique([p for n in self.neurons for p in (*n.w, n.b)])
 
     def state_dict(self) -> StateDict:
         """{"weight": one row per neuron, "bias": one number per neuron}."""
@@ -517,7 +516,7 @@ class MLP(Module):
 
     def parameters(self) -> list[Value]:
         """Each layer's parameters in turn (a Value shared by neurons once)."""
-        return _unique(p for layer in self.layers for p in layer.parameters())
+        return _unique([p for layer in self.layers for n in layer.neurons for p in (*n.w, n.b)])
 
     def state_dict(self) -> StateDict:
         """{"layer1.weight": rows, "layer1.bias": list, "layer2.weight": ...}."""

@@ -47,9 +47,8 @@ import graphviz
 
 from . import layout
 from .display import note_bundle, picture_bundle
-from .engine import toposort
+from .engine import local_derivatives, toposort
 from .errors import GraphTooLargeError, GraphvizNotFoundError, LayoutError
-from .rules import RULES
 from .value import Value
 
 __all__ = [
@@ -393,13 +392,10 @@ def _group_attrs(prefix: str, members: list[Value], exits: list[Value], style: _
 
 
 def _local_derivatives(node: Value) -> tuple[float, ...] | None:
-    """``node``'s local derivatives at its inputs' data, or None where they are undefined."""
-    rule = RULES.get(node.op)
-    if rule is None:
-        return None
+    """``node``'s local derivatives (the engine's), or None where they are undefined."""
     try:
-        return tuple(float(d) for d in rule.local(node.data, *[x.data for x in node.inputs]))
-    except (ArithmeticError, ValueError, TypeError):
+        return local_derivatives(node)
+    except (ArithmeticError, LookupError, TypeError):  # undefined; no rule; a bad custom op
         return None
 
 
