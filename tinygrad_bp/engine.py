@@ -8,18 +8,26 @@ tested against it on random graphs.
 No recursion anywhere, so graphs of any depth work at Python's default
 recursion limit.
 
-The order is Kahn's algorithm on the reversed graph: first stamp every node
-that needs a gradient with the number of edges that reach it from the output
-(``_mark``); then start at the output and release a node once all of its
-consumers have passed their gradient to it (``_run``). That is a reverse
-topological order without building a separate list.
+The fast path computes the same thing as the reference, faster:
 
-Gradients are gathered in each node's private ``_upstream`` slot, never in
-``.grad``, and copied to ``.grad`` only when the pass has finished, so a
-second pass can never compound the first (micrograd's issue #53) and a pass
-that fails writes nothing. The slots hold no data between passes, and a lock
-lets one pass run at a time. (A per-pass dictionary would do the same job at
-about twice the cost per edge.)
+* The order is Kahn's algorithm on the reversed graph: first stamp every node
+  that needs a gradient with the number of edges that reach it from the
+  output (``_mark``); then start at the output and release a node once all
+  of its consumers have passed their gradient to it. That is a reverse
+  topological order without building a separate list.
+* The loop (``_run_fast``) is generated from the rule table by
+  :mod:`tinygrad_bp.codegen`: one branch per operation with its derivatives
+  written inline, so a node costs no rule lookup and no function call. It
+  checks nothing as it goes; the leaves are checked at the end, and a pass
+  that went wrong is run again by ``_run_checked``, which checks every sum
+  and raises the error naming the operation.
+* Gradients are gathered in each node's private ``_upstream`` slot, never in
+  ``.grad``, and copied to ``.grad`` only when the pass has finished, so a
+  second pass can never compound the first (micrograd's issue #53) and a
+  pass that fails writes nothing. Between passes the slot holds at most the
+  last float pass's number, never a Value. A lock lets one pass run at a
+  time. (A per-pass dictionary would do the same job at about twice the
+  cost per edge.)
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import NonDifferentiableError, OperationOverflowError, UnusedInputError
+from .expressions import FLOAT
 from .rules import RULES
 from .value import Value, _operand, _set_grad_enabled, constant
 
@@ -150,29 +159,47 @@ def reference_gradients(root: Value, seed: float = 1.0) -> dict[Value, float]:
 # --- the fast path ------------------------------------------------------------------------------
 
 
-def _mark(root: Value) -> list[Value]:
+class _Marked(NamedTuple):
+    """The nodes one pass reaches that need a gradient: operations (``root`` first if it is one), leaves."""
+
+    inner: list[Value]
+    leaves: list[Value]
+
+    def all(self) -> list[Value]:
+        return self.inner + self.leaves
+
+
+def _mark(root: Value, empty: Any = None) -> _Marked:
     """Stamp every node reachable from ``root`` that needs a gradient for a new pass.
 
     Each node gets the pass number, ``_pending`` = the number of edges into it
-    (a repeated operand counts once per occurrence) and an empty
-    ``_upstream``. Returns the nodes stamped, ``root`` first.
+    (a repeated operand counts once per occurrence) and ``_upstream = empty``
+    (0.0 for the fast path, None where the sums may be Values).
     """
     number = next(_pass_numbers)
     root._pass = number
     root._pending = 0
-    root._upstream = None
-    marked = [root]
-    stack = [root]
-    while stack:
-        node = stack.pop()
+    root._upstream = empty
+    inner: list[Value] = [root] if root.op else []
+    leaves: list[Value] = [] if root.op else [root]
+    for node in inner:  # the list grows while it is walked: each operation is visited once
         # node.inputs, written out (this is the hot path): see Value.inputs
         a = node._a
         if a is None:
-            children = node._rest  # a leaf's () or an n-ary node's operands
-        elif node._b is None:
-            children = (a,)
+            children = node._b  # the tuple of operands
         else:
-            children = (a, node._b)
+            b = node._b
+            if a.requires_grad:
+                if a._pass == number:
+                    a._pending += 1
+                else:
+                    a._pass = number
+                    a._pending = 1
+                    a._upstream = empty
+                    (inner if a.op else leaves).append(a)
+            if b is None or not b.requires_grad:
+                continue
+            children = (b,)
         for child in children:
             if child.requires_grad:
                 if child._pass == number:
@@ -180,32 +207,31 @@ def _mark(root: Value) -> list[Value]:
                 else:
                     child._pass = number
                     child._pending = 1
-                    child._upstream = None
-                    marked.append(child)
-                    stack.append(child)
-    return marked
+                    child._upstream = empty
+                    (inner if child.op else leaves).append(child)
+    return _Marked(inner, leaves)
 
 
-def _check_accumulation(marked: list[Value]) -> None:
-    """OperationOverflowError, before anything is written, if a leaf's .grad + this pass overflows."""
-    for node in marked:
-        if not node.op and not _NEG_INF < node.grad + node._upstream < _INF:
-            label = f" {node.label!r}" if node.label else ""
-            msg = f"backward: the gradient accumulated in leaf{label} is too large for a float"
-            raise OperationOverflowError(msg)
+def _accumulation_overflow(node: Value) -> OperationOverflowError:
+    """The error for a leaf whose ``.grad`` plus this pass's gradient overflows."""
+    label = f" {node.label!r}" if node.label else ""
+    msg = f"backward: the gradient accumulated in leaf{label} is too large for a float"
+    return OperationOverflowError(msg)
 
 
-def _forget(marked: list[Value]) -> None:
-    """Empty the ``_upstream`` slots of a pass: they hold nothing between passes."""
-    for node in marked:
-        node._upstream = None
+def _forget(marked: _Marked) -> None:
+    """Empty the ``_upstream`` slots of a pass (they must never keep a recorded Value alive)."""
+    for nodes in marked:
+        for node in nodes:
+            node._upstream = None
 
 
-def _run(root: Value, seed: Any) -> None:
-    """Fill ``_upstream`` of every marked node with d root/d node * seed, as floats.
+def _run_checked(root: Value, seed: Any) -> None:
+    """As the fast path, one rule lookup per node and every sum checked: raises the precise error.
 
     A node is released once every edge into it has delivered its share
     (Kahn's order), so each node's local derivatives are taken exactly once.
+    Run only when the fast pass has failed, to say where and why.
     """
     root._upstream = seed
     ready = [root]
@@ -219,7 +245,7 @@ def _run(root: Value, seed: Any) -> None:
         a = node._a
         try:
             if a is None:
-                inputs = node._rest
+                inputs = node._b
                 derivatives = local(node._data, *[x._data for x in inputs])
             elif node._b is None:
                 inputs = (a,)
@@ -295,6 +321,53 @@ def _not_differentiable(node: Value, cause: object) -> NonDifferentiableError:
     return NonDifferentiableError(message)
 
 
+def _float_pass(root: Value, seed: float, *, accumulate: bool) -> _Marked:
+    """The nodes of a float pass from ``root``, their ``_upstream`` filled; nothing written.
+
+    The generated loop :func:`_run_fast` runs first, unchecked. If it fails, or
+    a leaf's sum is not a finite float (an infinite or undefined local
+    derivative, or an overflow, reaches every leaf below it: each node that
+    needs a gradient has an input that does), the pass is run again by
+    :func:`_run_checked`, which raises the error naming the operation. With
+    ``accumulate``, a leaf whose ``.grad`` plus this pass overflows raises
+    OperationOverflowError.
+    """
+    marked = _mark(root, 0.0)
+    try:
+        with _NoRecording():
+            _run_fast(root, seed)
+    except (ArithmeticError, ValueError):
+        return _checked_pass(root, seed, marked, accumulate=accumulate)
+    except BaseException:
+        _forget(marked)
+        raise
+    for node in marked.leaves:
+        total = node.grad + node._upstream if accumulate else node._upstream
+        if not _NEG_INF < total < _INF:
+            if _NEG_INF < node._upstream < _INF:
+                _forget(marked)
+                raise _accumulation_overflow(node)
+            return _checked_pass(root, seed, marked, accumulate=accumulate)
+    return marked
+
+
+def _checked_pass(root: Value, seed: float, failed: _Marked, *, accumulate: bool) -> _Marked:
+    """After a failed fast pass: the checked pass, which raises the precise error."""
+    _forget(failed)
+    marked = _mark(root)
+    try:
+        with _NoRecording():
+            _run_checked(root, seed)
+    except BaseException:
+        _forget(marked)
+        raise
+    for node in marked.leaves:
+        if accumulate and not _NEG_INF < node.grad + node._upstream < _INF:
+            _forget(marked)
+            raise _accumulation_overflow(node)
+    return marked
+
+
 def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> dict[Value, Any]:
     """d root / d node * seed for every node reachable from ``root`` that needs a gradient.
 
@@ -305,15 +378,17 @@ def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> di
     for observer in pass_observers:
         observer("grad()")
     with _pass_lock:
-        marked = _mark(root)
-        try:
-            if create_graph:
+        if create_graph:
+            marked = _mark(root)
+            try:
                 with _Recording():
                     _run_recording(root, seed)
-            else:
-                with _NoRecording():
-                    _run(root, seed)
-            return {node: node._upstream for node in marked}
+                return {node: node._upstream for node in marked.all()}
+            finally:
+                _forget(marked)
+        marked = _float_pass(root, seed, accumulate=False)
+        try:
+            return {node: node._upstream for node in marked.all()}
         finally:
             _forget(marked)
 
@@ -350,21 +425,280 @@ def backward(root: Value, gradient: float = 1.0) -> None:
         raise ValueError(msg)
     seed = _check_seed(gradient)
     with _pass_lock:
-        marked = _mark(root)
-        try:
-            with _NoRecording():
-                _run(root, seed)
-            _check_accumulation(marked)
-        except BaseException:
-            _forget(marked)
-            raise
-        for node in marked:
-            g = node._upstream
-            node._upstream = None
-            if node.op:
-                node.grad = g
-            else:
-                node.grad += g
+        inner, leaves = _float_pass(root, seed, accumulate=True)
+        # Floats only: _upstream may keep this pass's number (never a Value, never a graph).
+        for node in inner:
+            node.grad = node._upstream
+        for node in leaves:
+            node.grad += node._upstream
+
+
+# --- the fast path's loop, generated from the rule table ------------------------------------------
+
+# --- generated from the rule table by scripts/generate.py (tinygrad_bp/codegen.py): do not edit ---
+def _run_fast(root: Value, seed: float) -> None:  # noqa: C901, PLR0912, PLR0915 - a branch a rule
+    """Add d root/d node * seed into ``_upstream`` of every marked node (floats; Kahn's order).
+
+    Generated from the rule table: each branch is one row's derivatives, written inline.
+    Operations are told apart by name; the most common come first in the table. Any
+    other name, such as a custom operation's, takes the last branch, which asks the
+    rule table. Non-finite results are not checked here: the
+    caller checks the leaves and, on a failure, reruns the checked pass for its error.
+    """
+    root._upstream = seed
+    ready = [root]
+    while ready:
+        node = ready.pop()
+        op = node.op
+        if not op:
+            continue
+        g = node._upstream
+        if op == "+":
+            a = node._a
+            b = node._b
+            if a.requires_grad:
+                a._upstream += g
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+            if b.requires_grad:
+                b._upstream += g
+                left = b._pending - 1
+                b._pending = left
+                if not left:
+                    ready.append(b)
+        elif op == "*":
+            a = node._a
+            b = node._b
+            if a.requires_grad:
+                a._upstream += g * (b._data)
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+            if b.requires_grad:
+                b._upstream += g * (a._data)
+                left = b._pending - 1
+                b._pending = left
+                if not left:
+                    ready.append(b)
+        elif op == "linear":
+            inputs = node.inputs
+            n = (len(inputs) - 1) // 2
+            ws = inputs[0:n]
+            xs = inputs[n:n + n]
+            bs = inputs[n + n]
+            for w_, x_ in zip(ws, xs):
+                if w_.requires_grad:
+                    w_._upstream += g * (x_._data)
+                    left = w_._pending - 1
+                    w_._pending = left
+                    if not left:
+                        ready.append(w_)
+                if x_.requires_grad:
+                    x_._upstream += g * (w_._data)
+                    left = x_._pending - 1
+                    x_._pending = left
+                    if not left:
+                        ready.append(x_)
+            if bs.requires_grad:
+                bs._upstream += g
+                left = bs._pending - 1
+                bs._pending = left
+                if not left:
+                    ready.append(bs)
+        elif op == "relu":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += g * (1.0 if a._data > 0.0 else 0.0)
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "tanh":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += g * (1.0 - node._data * node._data)
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "sigmoid":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += g * (node._data * (1.0 - node._data))
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "-":
+            a = node._a
+            b = node._b
+            if a.requires_grad:
+                a._upstream += g
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+            if b.requires_grad:
+                b._upstream += -g
+                left = b._pending - 1
+                b._pending = left
+                if not left:
+                    ready.append(b)
+        elif op == "neg":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += -g
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "sum":
+            inputs = node.inputs
+            n = len(inputs)
+            xs = inputs[0:n]
+            for x_, in zip(xs):
+                if x_.requires_grad:
+                    x_._upstream += g
+                    left = x_._pending - 1
+                    x_._pending = left
+                    if not left:
+                        ready.append(x_)
+        elif op == "exp":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += g * (node._data)
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "log":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += g * (1.0 / a._data)
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "/":
+            a = node._a
+            b = node._b
+            if a.requires_grad:
+                a._upstream += g * (1.0 / b._data)
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+            if b.requires_grad:
+                b._upstream += g * (-node._data / b._data)
+                left = b._pending - 1
+                b._pending = left
+                if not left:
+                    ready.append(b)
+        elif op == "**":
+            a = node._a
+            b = node._b
+            if a.requires_grad:
+                a._upstream += g * (b._data * a._data ** (b._data - 1.0) if a._data != 0.0 or b._data >= 1.0 else 0.0 if b._data == 0.0 else FLOAT.inf)  # noqa: E501 - one derivative, as the table writes it
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+            if b.requires_grad:
+                b._upstream += g * (node._data * FLOAT.log(a._data) if a._data > 0.0 else 0.0 if a._data == 0.0 else FLOAT.nan)  # noqa: E501 - one derivative, as the table writes it
+                left = b._pending - 1
+                b._pending = left
+                if not left:
+                    ready.append(b)
+        elif op == "sqrt":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += g * (0.5 / node._data)
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "abs":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += g * (1.0 if a._data > 0.0 else -1.0 if a._data < 0.0 else 0.0)
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "sin":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += g * (FLOAT.cos(a._data))
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "cos":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += g * (-FLOAT.sin(a._data))
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "softplus":
+            a = node._a
+            if a.requires_grad:
+                a._upstream += g * (FLOAT.sigmoid(a._data))
+                left = a._pending - 1
+                a._pending = left
+                if not left:
+                    ready.append(a)
+        elif op == "sse":
+            inputs = node.inputs
+            n = (len(inputs)) // 2
+            ps = inputs[0:n]
+            ts = inputs[n:n + n]
+            for p_, t_ in zip(ps, ts):
+                if p_.requires_grad:
+                    p_._upstream += g * (2.0 * (p_._data - t_._data))
+                    left = p_._pending - 1
+                    p_._pending = left
+                    if not left:
+                        ready.append(p_)
+                if t_.requires_grad:
+                    t_._upstream += g * (-2.0 * (p_._data - t_._data))
+                    left = t_._pending - 1
+                    t_._pending = left
+                    if not left:
+                        ready.append(t_)
+        elif op == "half_sse":
+            inputs = node.inputs
+            n = (len(inputs)) // 2
+            ps = inputs[0:n]
+            ts = inputs[n:n + n]
+            for p_, t_ in zip(ps, ts):
+                if p_.requires_grad:
+                    p_._upstream += g * (p_._data - t_._data)
+                    left = p_._pending - 1
+                    p_._pending = left
+                    if not left:
+                        ready.append(p_)
+                if t_.requires_grad:
+                    t_._upstream += g * (t_._data - p_._data)
+                    left = t_._pending - 1
+                    t_._pending = left
+                    if not left:
+                        ready.append(t_)
+        else:
+            inputs = node.inputs
+            derivatives = RULES[op].local(node._data, *[x._data for x in inputs])
+            for x, d in zip(inputs, derivatives):
+                if x.requires_grad:
+                    x._upstream += g * (float(d))
+                    left = x._pending - 1
+                    x._pending = left
+                    if not left:
+                        ready.append(x)
+# --- end of generated code ---
 
 
 class _NoRecording:

@@ -27,6 +27,7 @@ from .errors import (
     UnknownOperationError,
     ZeroDivisionInOperationError,
 )
+from .expressions import FLOAT
 from .rules import RULES, Rule
 
 __all__ = [
@@ -189,9 +190,10 @@ class Value:
     new nodes; ``backward()`` fills ``.grad`` with d(this)/d(node).
     """
 
-    # The operands live in _a and _b (one or two operands) or in the tuple _rest (none, or
-    # more than two): no tuple per node for the common case, so the cyclic garbage collector
-    # has one object per node to visit instead of two. ``inputs`` puts them back together.
+    # The operands live in _a and _b (one or two operands; _b is None for one), or, when _a is
+    # None, _b holds the tuple of them (() for a leaf, or more than two operands): no tuple per
+    # node for the common case, so the cyclic garbage collector has one object per node to
+    # visit instead of two, and one slot fewer. ``inputs`` puts them back together.
     # _pass, _pending and _upstream belong to the engine: the number of the last backward
     # pass that reached this node, how many edges of that pass have yet to deliver their
     # gradient, and the gradient gathered so far.
@@ -201,7 +203,6 @@ class Value:
         "_data",
         "_pass",
         "_pending",
-        "_rest",
         "_upstream",
         "grad",
         "label",
@@ -216,8 +217,7 @@ class Value:
     grad: Any
     label: str
     _a: Value | None
-    _b: Value | None
-    _rest: tuple[Value, ...]
+    _b: Any  # the second operand, None, or (when _a is None) the tuple of all operands
     _pass: int
     _pending: int
     _upstream: Any
@@ -233,8 +233,8 @@ class Value:
         self.label = label
         self.requires_grad = bool(requires_grad)
         self.op = ""
-        self._a = self._b = None
-        self._rest = ()
+        self._a = None
+        self._b = ()
         self._pass = 0
 
     @property
@@ -252,92 +252,696 @@ class Value:
         """The operands in argument order; a repeated operand is repeated (``(a * a).inputs == (a, a)``)."""
         a = self._a
         if a is None:
-            return self._rest
+            return self._b  # type: ignore[no-any-return]
         b = self._b
         return (a,) if b is None else (a, b)
 
-    # --- arithmetic: each operator names its rule; the operand order is kept ---
+    # --- the operators: each records its rule from the table (tinygrad_bp.rules), operands in order ---
+    # Generated from the table's rows by tinygrad_bp/codegen.py: read one and you know them all.
 
+    # --- generated from the rule table by scripts/generate.py (tinygrad_bp/codegen.py): do not edit ---
     def __add__(self, other: Operand) -> Value:
-        return _apply2("+", self, other)  # self + other
+        """Record the rule "+" with a = self and b = other.
+
+        out = a + b
+        d out/da = 1.0
+        d out/db = 1.0
+        """
+        if type(other) is not Value:
+            other = _operand(other, "+")  # type: ignore[assignment]
+            if other is None:
+                return NotImplemented
+        a = self._data
+        b = other._data
+        out = a + b
+        if not _NEG_INF < out < _INF:
+            raise _overflow("+", (a, b))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "+"
+            node._a = self
+            node._b = other
+            node.requires_grad = self.requires_grad or other.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
 
     def __radd__(self, other: Operand) -> Value:
-        return _apply2("+", other, self)  # other + self
+        """Record the rule "+" with a = other and b = self.
 
-    def __sub__(self, other: Operand) -> Value:
-        return _apply2("-", self, other)  # self - other
-
-    def __rsub__(self, other: Operand) -> Value:
-        return _apply2("-", other, self)  # other - self
+        out = a + b
+        d out/da = 1.0
+        d out/db = 1.0
+        """
+        if type(other) is not Value:
+            other = _operand(other, "+")  # type: ignore[assignment]
+            if other is None:
+                return NotImplemented
+        a = other._data
+        b = self._data
+        out = a + b
+        if not _NEG_INF < out < _INF:
+            raise _overflow("+", (a, b))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "+"
+            node._a = other
+            node._b = self
+            node.requires_grad = other.requires_grad or self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
 
     def __mul__(self, other: Operand) -> Value:
-        return _apply2("*", self, other)  # self * other
+        """Record the rule "*" with a = self and b = other.
+
+        out = a * b
+        d out/da = b
+        d out/db = a
+        """
+        if type(other) is not Value:
+            other = _operand(other, "*")  # type: ignore[assignment]
+            if other is None:
+                return NotImplemented
+        a = self._data
+        b = other._data
+        out = a * b
+        if not _NEG_INF < out < _INF:
+            raise _overflow("*", (a, b))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "*"
+            node._a = self
+            node._b = other
+            node.requires_grad = self.requires_grad or other.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
 
     def __rmul__(self, other: Operand) -> Value:
-        return _apply2("*", other, self)  # other * self
+        """Record the rule "*" with a = other and b = self.
 
-    def __truediv__(self, other: Operand) -> Value:
-        return _apply2("/", self, other)  # self / other
+        out = a * b
+        d out/da = b
+        d out/db = a
+        """
+        if type(other) is not Value:
+            other = _operand(other, "*")  # type: ignore[assignment]
+            if other is None:
+                return NotImplemented
+        a = other._data
+        b = self._data
+        out = a * b
+        if not _NEG_INF < out < _INF:
+            raise _overflow("*", (a, b))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "*"
+            node._a = other
+            node._b = self
+            node.requires_grad = other.requires_grad or self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
 
-    def __rtruediv__(self, other: Operand) -> Value:
-        return _apply2("/", other, self)  # other / self
+    def relu(self) -> Value:
+        """Record the rule "relu" with a = self.
 
-    def __pow__(self, other: Operand) -> Value:
-        return _apply2("**", self, other)  # self ** other
+        out = a if a > 0.0 else 0.0
+        d out/da = 1.0 if a > 0.0 else 0.0
+        """
+        a = self._data
+        out = a if a > 0.0 else 0.0
+        if not _NEG_INF < out < _INF:
+            raise _overflow("relu", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "relu"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
 
-    def __rpow__(self, other: Operand) -> Value:
-        return _apply2("**", other, self)  # other ** self
+    def tanh(self) -> Value:
+        """Record the rule "tanh" with a = self.
+
+        out = tanh(a)
+        d out/da = 1.0 - out * out
+        """
+        a = self._data
+        try:
+            out = FLOAT.tanh(a)
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("tanh", (a,), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("tanh", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "tanh"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def sigmoid(self) -> Value:
+        """Record the rule "sigmoid" with a = self.
+
+        out = sigmoid(a)
+        d out/da = out * (1.0 - out)
+        """
+        a = self._data
+        try:
+            out = FLOAT.sigmoid(a)
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("sigmoid", (a,), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("sigmoid", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "sigmoid"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def __sub__(self, other: Operand) -> Value:
+        """Record the rule "-" with a = self and b = other.
+
+        out = a - b
+        d out/da = 1.0
+        d out/db = -1.0
+        """
+        if type(other) is not Value:
+            other = _operand(other, "-")  # type: ignore[assignment]
+            if other is None:
+                return NotImplemented
+        a = self._data
+        b = other._data
+        out = a - b
+        if not _NEG_INF < out < _INF:
+            raise _overflow("-", (a, b))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "-"
+            node._a = self
+            node._b = other
+            node.requires_grad = self.requires_grad or other.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def __rsub__(self, other: Operand) -> Value:
+        """Record the rule "-" with a = other and b = self.
+
+        out = a - b
+        d out/da = 1.0
+        d out/db = -1.0
+        """
+        if type(other) is not Value:
+            other = _operand(other, "-")  # type: ignore[assignment]
+            if other is None:
+                return NotImplemented
+        a = other._data
+        b = self._data
+        out = a - b
+        if not _NEG_INF < out < _INF:
+            raise _overflow("-", (a, b))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "-"
+            node._a = other
+            node._b = self
+            node.requires_grad = other.requires_grad or self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
 
     def __neg__(self) -> Value:
-        return _apply1("neg", self)  # -self
+        """Record the rule "neg" with a = self.
+
+        out = -a
+        d out/da = -1.0
+        """
+        a = self._data
+        out = -a
+        if not _NEG_INF < out < _INF:
+            raise _overflow("neg", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "neg"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def exp(self) -> Value:
+        """Record the rule "exp" with a = self.
+
+        out = exp(a)
+        d out/da = out
+        """
+        a = self._data
+        try:
+            out = FLOAT.exp(a)
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("exp", (a,), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("exp", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "exp"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def log(self) -> Value:
+        """Record the rule "log" with a = self.
+
+        out = log(a)
+        d out/da = 1.0 / a
+        """
+        a = self._data
+        if not (a > 0.0):
+            raise DomainError(f"log: the input {a!r} is outside the domain x > 0")
+        try:
+            out = FLOAT.log(a)
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("log", (a,), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("log", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "log"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def __truediv__(self, other: Operand) -> Value:
+        """Record the rule "/" with a = self and b = other.
+
+        out = a / b
+        d out/da = 1.0 / b
+        d out/db = -out / b
+        """
+        if type(other) is not Value:
+            other = _operand(other, "/")  # type: ignore[assignment]
+            if other is None:
+                return NotImplemented
+        a = self._data
+        b = other._data
+        try:
+            out = a / b
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("/", (a, b), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("/", (a, b))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "/"
+            node._a = self
+            node._b = other
+            node.requires_grad = self.requires_grad or other.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def __rtruediv__(self, other: Operand) -> Value:
+        """Record the rule "/" with a = other and b = self.
+
+        out = a / b
+        d out/da = 1.0 / b
+        d out/db = -out / b
+        """
+        if type(other) is not Value:
+            other = _operand(other, "/")  # type: ignore[assignment]
+            if other is None:
+                return NotImplemented
+        a = other._data
+        b = self._data
+        try:
+            out = a / b
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("/", (a, b), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("/", (a, b))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "/"
+            node._a = other
+            node._b = self
+            node.requires_grad = other.requires_grad or self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def __pow__(self, other: Operand) -> Value:
+        """Record the rule "**" with a = self and b = other.
+
+        out = a ** b
+        d out/da = b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else (0.0 if b == 0.0 else inf)
+        d out/db = out * log(a) if a > 0.0 else (0.0 if a == 0.0 else nan)
+        """
+        if type(other) is not Value:
+            other = _operand(other, "**")  # type: ignore[assignment]
+            if other is None:
+                return NotImplemented
+        a = self._data
+        b = other._data
+        if not (a != 0.0 or b >= 0.0):
+            raise DomainError(f"**: 0.0 raised to the negative power {b!r} is undefined")
+        if not (a >= 0.0 or FLOAT.is_integer(b)):
+            raise DomainError(f"**: the negative base {a!r} raised to the non-integer power {b!r} is not a real number")  # noqa: E501 - one derivative, as the table writes it
+        try:
+            out = a ** b
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("**", (a, b), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("**", (a, b))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "**"
+            node._a = self
+            node._b = other
+            node.requires_grad = self.requires_grad or other.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def __rpow__(self, other: Operand) -> Value:
+        """Record the rule "**" with a = other and b = self.
+
+        out = a ** b
+        d out/da = b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else (0.0 if b == 0.0 else inf)
+        d out/db = out * log(a) if a > 0.0 else (0.0 if a == 0.0 else nan)
+        """
+        if type(other) is not Value:
+            other = _operand(other, "**")  # type: ignore[assignment]
+            if other is None:
+                return NotImplemented
+        a = other._data
+        b = self._data
+        if not (a != 0.0 or b >= 0.0):
+            raise DomainError(f"**: 0.0 raised to the negative power {b!r} is undefined")
+        if not (a >= 0.0 or FLOAT.is_integer(b)):
+            raise DomainError(f"**: the negative base {a!r} raised to the non-integer power {b!r} is not a real number")  # noqa: E501 - one derivative, as the table writes it
+        try:
+            out = a ** b
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("**", (a, b), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("**", (a, b))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "**"
+            node._a = other
+            node._b = self
+            node.requires_grad = other.requires_grad or self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def sqrt(self) -> Value:
+        """Record the rule "sqrt" with a = self.
+
+        out = sqrt(a)
+        d out/da = 0.5 / out
+        """
+        a = self._data
+        if not (a >= 0.0):
+            raise DomainError(f"sqrt: the input {a!r} is outside the domain x >= 0")
+        try:
+            out = FLOAT.sqrt(a)
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("sqrt", (a,), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("sqrt", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "sqrt"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def __abs__(self) -> Value:
+        """Record the rule "abs" with a = self.
+
+        out = abs(a)
+        d out/da = 1.0 if a > 0.0 else (-1.0 if a < 0.0 else 0.0)
+        """
+        a = self._data
+        try:
+            out = FLOAT.abs(a)
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("abs", (a,), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("abs", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "abs"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+    abs = __abs__
+
+    def sin(self) -> Value:
+        """Record the rule "sin" with a = self.
+
+        out = sin(a)
+        d out/da = cos(a)
+        """
+        a = self._data
+        try:
+            out = FLOAT.sin(a)
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("sin", (a,), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("sin", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "sin"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def cos(self) -> Value:
+        """Record the rule "cos" with a = self.
+
+        out = cos(a)
+        d out/da = -sin(a)
+        """
+        a = self._data
+        try:
+            out = FLOAT.cos(a)
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("cos", (a,), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("cos", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "cos"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+
+    def softplus(self) -> Value:
+        """Record the rule "softplus" with a = self.
+
+        out = softplus(a)
+        d out/da = sigmoid(a)
+        """
+        a = self._data
+        try:
+            out = FLOAT.softplus(a)
+        except (ArithmeticError, ValueError) as error:
+            raise _failed("softplus", (a,), error) from None
+        if not _NEG_INF < out < _INF:
+            raise _overflow("softplus", (a,))
+        node = _new(Value)
+        node._data = out
+        node.grad = 0.0
+        node.label = ""
+        node._pass = 0
+        if not _threads_without_grad or _grad_mode.enabled:
+            node.op = "softplus"
+            node._a = self
+            node._b = None
+            node.requires_grad = self.requires_grad
+        else:
+            node.op = ""
+            node._a = None
+            node._b = ()
+            node.requires_grad = False
+        return node
+    # --- end of generated code ---
 
     def __pos__(self) -> Value:
         return self
-
-    def __abs__(self) -> Value:
-        return _apply1("abs", self)  # |self|
-
-    # --- elementary functions -------------------------------------------------
-
-    def exp(self) -> Value:
-        """e ** self."""
-        return _apply1("exp", self)
-
-    def log(self) -> Value:
-        """Natural logarithm; the input must be > 0."""
-        return _apply1("log", self)
-
-    def sqrt(self) -> Value:
-        """Square root; the input must be >= 0."""
-        return _apply1("sqrt", self)
-
-    def tanh(self) -> Value:
-        """Hyperbolic tangent."""
-        return _apply1("tanh", self)
-
-    def sigmoid(self) -> Value:
-        """1 / (1 + e ** -self), never overflowing."""
-        return _apply1("sigmoid", self)
-
-    def relu(self) -> Value:
-        """max(self, 0)."""
-        return _apply1("relu", self)
-
-    def sin(self) -> Value:
-        """Sine."""
-        return _apply1("sin", self)
-
-    def cos(self) -> Value:
-        """Cosine."""
-        return _apply1("cos", self)
-
-    def softplus(self) -> Value:
-        """log(1 + e ** self), never overflowing."""
-        return _apply1("softplus", self)
-
-    def abs(self) -> Value:
-        """|self|."""
-        return _apply1("abs", self)
 
     # --- comparisons read .data; == and hash stay identity (Values are dict keys) -
 
@@ -473,16 +1077,31 @@ def _node(data: float, op: str, inputs: tuple[Value, ...]) -> Value:
     node.grad = 0.0
     node.label = ""
     node._pass = 0
-    node._a = node._b = None
     if not _threads_without_grad or _grad_mode.enabled:
-        node.op = op
-        node._rest = inputs
-        node.requires_grad = any(x.requires_grad for x in inputs)
+        attach(node, op, inputs)
     else:
-        node.op = ""
-        node._rest = ()
-        node.requires_grad = False
+        attach(node, "", ())
     return node
+
+
+def attach(node: Value, op: str, inputs: tuple[Value, ...]) -> None:
+    """Make ``node`` a node of ``op`` over ``inputs`` (a leaf for ``()``): the one layout of operands.
+
+    One or two operands live in ``_a`` and ``_b``; none or more than two in
+    ``_b`` as a tuple, with ``_a`` None. The engine's loops rely on it.
+    """
+    node.op = op
+    node.requires_grad = False
+    for x in inputs:
+        if x.requires_grad:
+            node.requires_grad = True
+            break
+    if 1 <= len(inputs) <= 2:
+        node._a = inputs[0]
+        node._b = inputs[1] if len(inputs) == 2 else None
+    else:
+        node._a = None
+        node._b = inputs
 
 
 def _unknown(op: str) -> UnknownOperationError:
@@ -525,78 +1144,6 @@ def _overflow(op: str, values: Sequence[float]) -> OperationOverflowError:
     return OperationOverflowError(f"{op}: the result is too large for a float (inputs {shown})")
 
 
-def _apply1(op: str, a: Value) -> Value:
-    """Record ``op(a)``."""
-    try:
-        rule = RULES[op]
-    except KeyError:
-        raise _unknown(op) from None
-    x = a._data
-    try:
-        out = rule.forward(x)
-    except (ArithmeticError, ValueError) as error:
-        raise _failed(op, (x,), error) from None
-    if not _NEG_INF < out < _INF:
-        raise _overflow(op, (x,))
-    # The node, written out here rather than in a helper: this is the hot path.
-    node = _new(Value)
-    node._data = out
-    node.grad = 0.0
-    node.label = ""
-    node._pass = 0
-    if not _threads_without_grad or _grad_mode.enabled:
-        node.op = op
-        node._a = a
-        node._b = None
-        node.requires_grad = a.requires_grad
-    else:
-        node.op = ""
-        node._a = node._b = None
-        node._rest = ()
-        node.requires_grad = False
-    return node
-
-
-def _apply2(op: str, a: object, b: object) -> Value:
-    """Record ``op(a, b)``; a plain number operand becomes a constant Value."""
-    try:
-        rule = RULES[op]
-    except KeyError:
-        raise _unknown(op) from None
-    if type(a) is not Value:
-        a = _operand(a, op)
-        if a is None:
-            return NotImplemented  # type: ignore[return-value]
-    if type(b) is not Value:
-        b = _operand(b, op)
-        if b is None:
-            return NotImplemented  # type: ignore[return-value]
-    x = a._data  # type: ignore[union-attr]
-    y = b._data  # type: ignore[union-attr]
-    try:
-        out = rule.forward(x, y)
-    except (ArithmeticError, ValueError) as error:
-        raise _failed(op, (x, y), error) from None
-    if not _NEG_INF < out < _INF:
-        raise _overflow(op, (x, y))
-    node = _new(Value)
-    node._data = out
-    node.grad = 0.0
-    node.label = ""
-    node._pass = 0
-    if not _threads_without_grad or _grad_mode.enabled:
-        node.op = op
-        node._a = a
-        node._b = b
-        node.requires_grad = a.requires_grad or b.requires_grad  # type: ignore[union-attr]
-    else:
-        node.op = ""
-        node._a = node._b = None
-        node._rest = ()
-        node.requires_grad = False
-    return node
-
-
 def apply(op: str, *operands: Operand) -> Value:
     """Record ``op`` over any number of operands (numbers become constants).
 
@@ -606,6 +1153,9 @@ def apply(op: str, *operands: Operand) -> Value:
     inputs = tuple([x if type(x) is Value else as_value(x) for x in operands])
     if rule.arity is not None and len(inputs) != rule.arity:
         msg = f"{op}: takes {rule.arity} input(s), got {len(inputs)}"
+        raise TypeError(msg)
+    if rule.arity is None and rule.signature.group_length(len(inputs)) is None:
+        msg = f"{op}: {len(inputs)} operands do not fit its inputs {rule.signature.describe()}"
         raise TypeError(msg)
     values = [x._data for x in inputs]
     try:
@@ -633,7 +1183,7 @@ def _unary(op: str, math_fn: Callable[[float], float]) -> Callable[[Any], Any]:
 
     def function(x: Any) -> Any:
         if isinstance(x, Value):
-            return _apply1(op, x)
+            return getattr(x, op)()
         return math_fn(float(x))
 
     function.__name__ = op
@@ -654,10 +1204,10 @@ softplus = _unary("softplus", RULES["softplus"].forward)
 
 def sum(values: Iterable[Operand]) -> Value:  # noqa: A001 - torch.sum's name, on purpose
     """x_1 + ... + x_n as ONE node with n inputs (not a chain of n - 1 additions)."""
-    items = tuple(values)
+    items = tuple([x if type(x) is Value else as_value(x) for x in values])
     if not items:
         return constant(0.0)
-    return apply("sum", *items)
+    return _record_sum(items)
 
 
 def linear(weights: Sequence[Operand], inputs: Sequence[Operand], bias: Operand = 0.0) -> Value:
@@ -668,4 +1218,69 @@ def linear(weights: Sequence[Operand], inputs: Sequence[Operand], bias: Operand 
     if len(weights) != len(inputs):
         msg = f"linear: {len(weights)} weights but {len(inputs)} inputs"
         raise ValueError(msg)
-    return apply("linear", *weights, *inputs, bias)
+    operands = (*weights, *inputs, bias)
+    return _record_linear(tuple([x if type(x) is Value else as_value(x) for x in operands]))
+
+
+# --- the recorders of the operations over groups --------------------------------------------------
+
+# --- generated from the rule table by scripts/generate.py (tinygrad_bp/codegen.py): do not edit ---
+def _record_linear(inputs: tuple[Value, ...]) -> Value:
+    """fsum(w * x) + b over the operands (*w, *x, b): one node (the rule "linear")."""
+    xs = [x._data for x in inputs]
+    n = (len(xs) - 1) // 2
+    w = xs[0:n]
+    x = xs[n:n + n]
+    b = xs[n + n]
+    try:
+        out = FLOAT.fsum(map(FLOAT.mul, w, x)) + b
+    except (ArithmeticError, ValueError) as error:
+        raise _failed("linear", xs, error) from None
+    if not _NEG_INF < out < _INF:
+        raise _overflow("linear", xs)
+    return _node(out, "linear", inputs)
+
+
+def _record_sum(inputs: tuple[Value, ...]) -> Value:
+    """fsum(x) over the operands (*x): one node (the rule "sum")."""
+    xs = [x._data for x in inputs]
+    n = len(xs)
+    x = xs[0:n]
+    try:
+        out = FLOAT.fsum(x)
+    except (ArithmeticError, ValueError) as error:
+        raise _failed("sum", xs, error) from None
+    if not _NEG_INF < out < _INF:
+        raise _overflow("sum", xs)
+    return _node(out, "sum", inputs)
+
+
+def _record_sse(inputs: tuple[Value, ...]) -> Value:
+    """fsum((p - t) * (p - t)) over the operands (*p, *t): one node (the rule "sse")."""
+    xs = [x._data for x in inputs]
+    n = (len(xs)) // 2
+    p = xs[0:n]
+    t = xs[n:n + n]
+    try:
+        out = FLOAT.fsum([(p_ - t_) * (p_ - t_) for p_, t_ in zip(p, t)])
+    except (ArithmeticError, ValueError) as error:
+        raise _failed("sse", xs, error) from None
+    if not _NEG_INF < out < _INF:
+        raise _overflow("sse", xs)
+    return _node(out, "sse", inputs)
+
+
+def _record_half_sse(inputs: tuple[Value, ...]) -> Value:
+    """0.5 * fsum((p - t) * (p - t)) over the operands (*p, *t): one node (the rule "half_sse")."""
+    xs = [x._data for x in inputs]
+    n = (len(xs)) // 2
+    p = xs[0:n]
+    t = xs[n:n + n]
+    try:
+        out = 0.5 * FLOAT.fsum([(p_ - t_) * (p_ - t_) for p_, t_ in zip(p, t)])
+    except (ArithmeticError, ValueError) as error:
+        raise _failed("half_sse", xs, error) from None
+    if not _NEG_INF < out < _INF:
+        raise _overflow("half_sse", xs)
+    return _node(out, "half_sse", inputs)
+# --- end of generated code ---

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from tinygrad_bp.errors import UnknownOperationError
 from tinygrad_bp.rules import RULES
-from tinygrad_bp.value import Number, constant
+from tinygrad_bp.value import Number, attach, constant
 from tinygrad_bp.value import Value as _Value
 
 __all__ = ["Value"]
@@ -58,6 +58,4 @@ class Value(_Value):
         op, inputs = _operation(_op, children) if children else ("", ())
         super().__init__(data, label=label)
         if inputs:
-            self.op = op
-            self._rest = inputs
-            self.requires_grad = any(x.requires_grad for x in inputs)
+            attach(self, op, inputs)

@@ -1,0 +1,482 @@
+"""The rule table's expressions, compiled for three kinds of number.
+
+Each operation's value and local derivatives are written ONCE, in the rule
+table (:mod:`tinygrad_bp.rules`), as short Python expressions over the names
+of its inputs (and ``out``, the operation's result)::
+
+    "*":    forward "a * b",       derivatives ("b", "a")
+    "relu": forward "a if a > 0.0 else 0.0", derivatives ("1.0 if a > 0.0 else 0.0",)
+
+This module turns such an expression into a function for:
+
+* ``"float"``: plain floats (the forward pass; the engine's fast path is
+  generated from the same text by :mod:`tinygrad_bp.codegen`);
+* ``"generic"``: floats or Values alike, so that a backward pass with
+  ``create_graph=True`` records the derivative as a graph of its own.
+  Comparisons read the numbers (``a == 0.0`` compares ``a.data``, not identity);
+* ``"array"``: NumPy arrays, for the tape's kernels. ``x if c else y``
+  becomes ``where(c, x, y)``, ``and``/``or``/``not`` become the elementwise
+  logical functions, and ``fsum(w * x)`` of two groups a matrix product where
+  the shapes allow.
+
+An input written ``*x`` is a group of any length (``sum``'s terms, the weights
+of ``linear``). In a forward expression a group appears only inside ``fsum``;
+a derivative with respect to a group is written for one element and holds
+for each (``d(w . x + b)/dw_i = x_i`` is ``"x"``).
+
+The functions an expression may call are the same in every backend:
+:data:`FUNCTIONS`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import operator
+import types
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["FLOAT", "FUNCTIONS", "GENERIC", "Signature", "array_namespace", "compile_expressions"]
+
+# The functions an expression may call, and constants it may name: each backend provides them all.
+FUNCTIONS = ("abs", "exp", "log", "sqrt", "tanh", "sin", "cos", "sigmoid", "softplus", "fsum", "is_integer")
+CONSTANTS = ("inf", "nan")
+
+
+def _sigmoid(x: float) -> float:
+    """1 / (1 + e^-x), written so that no branch can overflow."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _softplus(x: float) -> float:
+    """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), never overflowing."""
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+FLOAT = types.SimpleNamespace(
+    abs=abs,
+    exp=math.exp,
+    log=math.log,
+    sqrt=math.sqrt,
+    tanh=math.tanh,
+    sin=math.sin,
+    cos=math.cos,
+    sigmoid=_sigmoid,
+    softplus=_softplus,
+    fsum=math.fsum,
+    mul=operator.mul,
+    add=operator.add,
+    sub=operator.sub,
+    is_integer=float.is_integer,
+    inf=math.inf,
+    nan=math.nan,
+)
+"""The float backend: the math module, plus a sigmoid and a softplus that never overflow."""
+
+
+def _generic(name: str) -> Callable[[Any], Any]:
+    """``name`` of a float from :data:`FLOAT`, or the Value method of that name for a Value."""
+    on_float = getattr(FLOAT, name)
+
+    def function(x: Any) -> Any:
+        return on_float(x) if isinstance(x, (float, int)) else getattr(x, name)()
+
+    function.__name__ = name
+    function.__doc__ = f"{name}(x) of a float, or x.{name}() recorded for a Value."
+    return function
+
+
+def _data(x: Any) -> Any:
+    """The number inside a Value; a float as it is (comparisons in generic expressions)."""
+    return x if isinstance(x, (float, int)) else x.data
+
+
+GENERIC = types.SimpleNamespace(
+    **{name: _generic(name) for name in ("exp", "log", "sqrt", "tanh", "sin", "cos", "sigmoid", "softplus")},
+    abs=abs,
+    fsum=math.fsum,
+    mul=operator.mul,
+    add=operator.add,
+    sub=operator.sub,
+    is_integer=lambda x: float(_data(x)).is_integer(),
+    inf=math.inf,
+    nan=math.nan,
+    data=_data,
+)
+"""The generic backend: each function works on a float and on a Value (recording the graph)."""
+
+_ARRAY: types.SimpleNamespace | None = None
+
+
+def array_namespace() -> types.SimpleNamespace:
+    """The NumPy backend (NumPy is imported on first use: only the tape needs it)."""
+    global _ARRAY  # noqa: PLW0603 - built once, on first use
+    if _ARRAY is None:
+        import numpy as np
+
+        def sigmoid(a: Any) -> Any:
+            """The float sigmoid's two branches, elementwise: no overflow."""
+            e = np.exp(-np.abs(a))
+            return np.where(a >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+        def softplus(a: Any) -> Any:
+            """max(a, 0) + log1p(e^-|a|), elementwise."""
+            return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
+
+        def fsum(terms: Any) -> Any:
+            """The sum over a group: axis 1 of a (k, n, batch) array."""
+            return terms.sum(axis=1)
+
+        def dot(w: Any, x: Any) -> Any:
+            """fsum(w * x) over a group: one matrix product when w is one row per node and x is shared."""
+            if w.shape[-1] == 1 and x.shape[0] == 1 and w.ndim == x.ndim == 3:
+                return w[:, :, 0] @ x[0]
+            return (w * x).sum(axis=1)
+
+        _ARRAY = types.SimpleNamespace(
+            abs=np.abs,
+            exp=np.exp,
+            log=np.log,
+            sqrt=np.sqrt,
+            tanh=np.tanh,
+            sin=np.sin,
+            cos=np.cos,
+            sigmoid=sigmoid,
+            softplus=softplus,
+            fsum=fsum,
+            dot=dot,
+            is_integer=lambda x: np.floor(x) == x,
+            inf=math.inf,
+            nan=math.nan,
+            where=np.where,
+            logical_and=np.logical_and,
+            logical_or=np.logical_or,
+            logical_not=np.logical_not,
+        )
+    return _ARRAY
+
+
+# --- signatures: which inputs are single numbers and which are groups --------------------------
+
+
+class Signature:
+    """The inputs of an operation: names, where ``*x`` is a group of any length.
+
+    ``split(xs)`` cuts the flat operand list into the named parts; every group
+    has the same length n, so an operation with g groups and s single inputs
+    takes g * n + s operands.
+    """
+
+    def __init__(self, inputs: Sequence[str]) -> None:
+        self.names = tuple(name.lstrip("*") for name in inputs)
+        self.is_group = tuple(name.startswith("*") for name in inputs)
+        self.groups = tuple(n for n, g in zip(self.names, self.is_group) if g)
+        self.arity = None if self.groups else len(self.names)
+
+    def group_length(self, count: int) -> int | None:
+        """n for ``count`` operands, or None if ``count`` does not fit the signature."""
+        singles = len(self.names) - len(self.groups)
+        if not self.groups:
+            return 0 if count == singles else None
+        n, rest = divmod(count - singles, len(self.groups))
+        return n if n >= 0 and not rest else None
+
+    def spans(self, count: int) -> list[tuple[int, int]]:
+        """The (start, stop) of each named part in a list of ``count`` operands."""
+        n = self.group_length(count)
+        if n is None:
+            msg = f"{count} operands do not fit the inputs {self.describe()}"
+            raise ValueError(msg)
+        spans, start = [], 0
+        for is_group in self.is_group:
+            stop = start + (n if is_group else 1)
+            spans.append((start, stop))
+            start = stop
+        return spans
+
+    def describe(self) -> str:
+        """The inputs as written, ``(*w, *x, b)``."""
+        return "(" + ", ".join(("*" if g else "") + n for n, g in zip(self.names, self.is_group)) + ")"
+
+
+# --- the transforms ----------------------------------------------------------------------------
+
+
+def _parse(source: str) -> ast.expr:
+    return ast.parse(source, mode="eval").body
+
+
+def _names(tree: ast.AST) -> set[str]:
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+
+
+class _Qualify(ast.NodeTransformer):
+    """Function calls and constants go through the backend namespace ``_m`` (``exp(a)`` -> ``_m.exp(a)``)."""
+
+    def __init__(self, namespace: str = "_m") -> None:
+        self.namespace = namespace
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id in FUNCTIONS or node.id in CONSTANTS:
+            qualified = ast.Attribute(ast.Name(self.namespace, ast.Load()), node.id, ast.Load())
+            return ast.copy_location(qualified, node)
+        return node
+
+
+class _CompareNumbers(ast.NodeTransformer):
+    """Generic backend: every operand of a comparison is read as a number (``_m.data(a) == 0.0``)."""
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+
+        def data(e: ast.expr) -> ast.expr:
+            if isinstance(e, ast.Constant):
+                return e
+            return ast.Call(ast.Attribute(ast.Name("_m", ast.Load()), "data", ast.Load()), [e], [])
+
+        return ast.copy_location(
+            ast.Compare(data(node.left), node.ops, [data(c) for c in node.comparators]), node
+        )
+
+
+def _call(name: str, args: list[ast.expr]) -> ast.Call:
+    return ast.Call(ast.Attribute(ast.Name("_m", ast.Load()), name, ast.Load()), args, [])
+
+
+class _Elementwise(ast.NodeTransformer):
+    """Array backend: branches and logic become elementwise (``x if c else y`` -> ``where(c, x, y)``)."""
+
+    def __init__(self, groups: Sequence[str]) -> None:
+        self.groups = set(groups)
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+        self.generic_visit(node)
+        return ast.copy_location(_call("where", [node.test, node.body, node.orelse]), node)
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        self.generic_visit(node)
+        name = "logical_and" if isinstance(node.op, ast.And) else "logical_or"
+        result = node.values[0]
+        for value in node.values[1:]:
+            result = _call(name, [result, value])
+        return ast.copy_location(result, node)
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Not):
+            return ast.copy_location(_call("logical_not", [node.operand]), node)
+        return node
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        """fsum(w * x) of two groups: the ``dot`` helper, a matrix product where the shapes allow."""
+        self.generic_visit(node)
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "fsum" and len(node.args) == 1:
+            term = node.args[0]
+            if (
+                isinstance(term, ast.BinOp)
+                and isinstance(term.op, ast.Mult)
+                and all(isinstance(s, ast.Name) and s.id in self.groups for s in (term.left, term.right))
+            ):
+                return ast.copy_location(_call("dot", [term.left, term.right]), node)
+        return node
+
+
+_OPERATORS = {ast.Mult: "mul", ast.Add: "add", ast.Sub: "sub"}
+
+
+class _Elements(ast.NodeTransformer):
+    """Scalar backends: inside ``fsum(...)``, group names stand for one element each.
+
+    ``fsum(x)`` of one group stays as it is, and ``fsum(w * x)`` of two groups
+    becomes ``fsum(map(mul, w, x))``; anything else a list over the elements.
+    """
+
+    def __init__(self, groups: Sequence[str], namespace: str) -> None:
+        self.groups = tuple(groups)
+        self.namespace = namespace
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        func = node.func
+        if not (
+            isinstance(func, ast.Attribute) and func.attr == "fsum" and len(node.args) == 1 and self.groups
+        ):
+            return node
+        term = node.args[0]
+        if isinstance(term, ast.Name) and term.id in self.groups:
+            return node
+        if (
+            isinstance(term, ast.BinOp)
+            and type(term.op) in _OPERATORS
+            and all(isinstance(s, ast.Name) and s.id in self.groups for s in (term.left, term.right))
+        ):
+            operator_function = ast.Attribute(
+                ast.Name(self.namespace, ast.Load()), _OPERATORS[type(term.op)], ast.Load()
+            )
+            node.args = [
+                ast.Call(ast.Name("map", ast.Load()), [operator_function, term.left, term.right], [])
+            ]
+            return node
+        node.args = [ast.ListComp(_element(term, self.groups), [_zip_generator(self.groups)])]
+        return node
+
+
+def _element(tree: ast.expr, groups: Sequence[str]) -> ast.expr:
+    """``tree`` with each group name ``x`` replaced by its element name ``x_``."""
+
+    class Rename(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            return ast.Name(node.id + "_", node.ctx) if node.id in groups else node
+
+    return Rename().visit(tree)
+
+
+def _zip_generator(groups: Sequence[str]) -> ast.comprehension:
+    """``for x_, y_ in zip(x, y)``."""
+    target = ast.Tuple([ast.Name(g + "_", ast.Store()) for g in groups], ast.Store())
+    iterable = ast.Call(ast.Name("zip", ast.Load()), [ast.Name(g, ast.Load()) for g in groups], [])
+    return ast.comprehension(target, iterable, [], 0)
+
+
+def expression(
+    source: str, backend: str, groups: Sequence[str] = (), *, element: bool = False, namespace: str = "_m"
+) -> ast.expr:
+    """The expression ``source`` transformed for ``backend`` (``"float"``, ``"generic"`` or ``"array"``).
+
+    With ``element``, group names stand for one element (a derivative with
+    respect to a group, in a scalar backend). Functions are looked up in the
+    variable ``namespace``.
+    """
+    tree: ast.expr = _Qualify(namespace).visit(_parse(source))
+    if backend == "generic":
+        tree = _CompareNumbers().visit(tree)
+    if backend == "array":
+        tree = _Elementwise(groups).visit(tree)
+    else:
+        tree = _Elements(groups, namespace).visit(tree)
+        if element:
+            tree = _element(tree, groups)
+    return ast.fix_missing_locations(tree)
+
+
+def unparse(tree: ast.expr) -> str:
+    """Source text of a transformed expression."""
+    return ast.unparse(tree)
+
+
+def check_names(source: str, allowed: Sequence[str], where: str) -> None:
+    """ValueError naming ``where`` if ``source`` is not an expression over ``allowed`` and FUNCTIONS."""
+    try:
+        tree = _parse(source)
+    except SyntaxError as error:
+        msg = f"{where}: {source!r} is not a Python expression ({error.msg})"
+        raise ValueError(msg) from None
+    unknown = _names(tree) - set(allowed) - set(FUNCTIONS) - set(CONSTANTS)
+    if unknown:
+        msg = (
+            f"{where}: {source!r} uses unknown names {sorted(unknown)}; "
+            f"it may use {sorted(allowed)} and {FUNCTIONS}"
+        )
+        raise ValueError(msg)
+
+
+# --- compiling functions -----------------------------------------------------------------------
+
+
+def unpack(signature: Signature, source: str = "xs", indent: str = "    ", suffix: str = "") -> list[str]:
+    """Source lines that cut the sequence ``source`` into the signature's parts (named ``part + suffix``).
+
+    For groups, ``n`` (the group length) is computed first; an operand count
+    that does not fit the signature is checked by the caller.
+    """
+    names = [name + suffix for name in signature.names]
+    if signature.arity is not None:
+        return [f"{indent}{', '.join(names)}{',' if len(names) == 1 else ''} = {source}"]
+    singles = len(signature.names) - len(signature.groups)
+    count = f"len({source}) - {singles}" if singles else f"len({source})"
+    lines = [
+        f"{indent}n = ({count}) // {len(signature.groups)}"
+        if len(signature.groups) > 1
+        else f"{indent}n = {count}"
+    ]
+    position = "0"
+    for name, is_group in zip(names, signature.is_group):
+        stop = f"{position} + n" if is_group else f"{position} + 1"
+        stop = stop.replace("0 + ", "")
+        if is_group:
+            lines.append(f"{indent}{name} = {source}[{position}:{stop}]")
+        else:
+            lines.append(f"{indent}{name} = {source}[{position}]")
+        position = stop
+    return lines
+
+
+def _unpack(signature: Signature) -> list[str]:
+    return unpack(signature)
+
+
+def _derivative_source(source: str, is_group: bool, signature: Signature, backend: str) -> str:
+    """A derivative with respect to one input: one expression, or a list over a group's elements."""
+    groups = signature.groups
+    if backend == "array" or not is_group:
+        return unparse(expression(source, backend, groups))
+    element = unparse(expression(source, backend, groups, element=True))
+    loop = ", ".join(g + "_" for g in groups)
+    return f"*[{element} for {loop}{',' if len(groups) == 1 else ''} in zip({', '.join(groups)})]"
+
+
+def domain_checks(
+    name: str, domain: Sequence[tuple[str, str]], indent: str = "    ", namespace: str = "_m"
+) -> list[str]:
+    """Source lines raising ``_DomainError`` unless each condition of ``domain`` holds (floats)."""
+    lines = []
+    for condition, message in domain:
+        text = "f" + json.dumps(f"{name}: {message}")
+        lines += [
+            f"{indent}if not ({unparse(expression(condition, 'float', namespace=namespace))}):",
+            f"{indent}    raise _DomainError({text})",
+        ]
+    return lines
+
+
+def compile_expressions(
+    name: str,
+    signature: Signature,
+    forward: str,
+    derivatives: Sequence[str],
+    backend: str,
+    namespace: Any,
+    domain: Sequence[tuple[str, str]] = (),
+    error: type[Exception] = ValueError,
+) -> tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]]:
+    """``(forward(*xs), local(out, *xs))`` of one operation for one backend.
+
+    Scalar backends take the flat operand list; the array backend takes one
+    array per named part (a group's array has the elements on axis 1). The
+    float forward raises ``error`` where a condition of ``domain`` fails.
+    """
+    groups = signature.groups
+    if backend == "array":
+        params = ", ".join(signature.names)
+        head_f, head_l, unpack = f"def forward({params}):", f"def local(out, {params}):", []
+    else:
+        head_f, head_l, unpack = "def forward(*xs):", "def local(out, *xs):", _unpack(signature)
+    forward_body = unparse(expression(forward, backend, groups))
+    parts = [
+        _derivative_source(d, is_group, signature, backend)
+        for d, is_group in zip(derivatives, signature.is_group)
+    ]
+    local_body = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+    checks = domain_checks(name, domain) if backend == "float" else []
+    source = "\n".join(
+        [head_f, *unpack, *checks, f"    return {forward_body}", head_l, *unpack, f"    return {local_body}"]
+    )
+    scope: dict[str, Any] = {"_m": namespace, "_sig": signature, "_DomainError": error}
+    exec(compile(source, f"<rule {name!r}, {backend}>", "exec"), scope)  # noqa: S102 - the table's own text
+    return scope["forward"], scope["local"]
