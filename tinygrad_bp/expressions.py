@@ -4,8 +4,8 @@ Each operation's value and local derivatives are written ONCE, in the rule
 table (:mod:`tinygrad_bp.rules`), as short Python expressions over the names
 of its inputs (and ``out``, the operation's result)::
 
-    "*":    forward "a * b",       derivatives ("b", "a")
-    "relu": forward "a if a > 0.0 else 0.0", derivatives ("1.0 if a > 0.0 else 0.0",)
+    "*":    forward "a * b",  derivatives ("b", "a")
+    a made-up "clip below 1": forward "a if a > 1.0 else 1.0", derivatives ("1.0 if a > 1.0 else 0.0",)
 
 This module turns such an expression into a function for:
 

@@ -491,78 +491,6 @@ def _capture(
 
 
 # =================================================================================================
-# Array kernels of the built-in operations
-# =================================================================================================
-# forward(*operands) -> out; backward(g, out, *operands, need) -> one contribution g * d out/d x
-# per operand (None where ``need`` is False). Operands are (k, batch) or (k, 1) arrays.
-
-
-def _sigmoid(a: np.ndarray) -> np.ndarray:
-    """1 / (1 + e^-a) for a >= 0, e^a / (1 + e^a) below: the engine's two branches, no overflow."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _softplus(a: np.ndarray) -> np.ndarray:
-    """log(1 + e^a) = max(a, 0) + log1p(e^-|a|)."""
-    return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
-
-
-def _pow_da(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # noqa: ARG001
-    """d a^b / da = b a^(b-1), with the engine's values at a = 0 (rules._pow_local).
-
-    At a = 0: 0 for b = 0 (a^0 = 1), b a^(b-1) for b >= 1, +inf for 0 < b < 1.
-    """
-    at_zero = a == 0.0
-    safe_a = np.where(at_zero & (b < 1.0), 1.0, a)  # no 0 ** negative in the general formula
-    general = b * safe_a ** (b - 1.0)
-    zero_limit = np.where(b == 0.0, 0.0, np.where(b >= 1.0, general, np.inf))
-    return np.where(at_zero & (b < 1.0), zero_limit, general)
-
-
-def _pow_db(out: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # noqa: ARG001
-    """d a^b / db = a^b log a; 0 at a = 0 (the limit from the right), undefined (nan) for a < 0."""
-    log_a = np.log(np.where(a > 0.0, a, 1.0))
-    return np.where(a > 0.0, out * log_a, np.where(a == 0.0, 0.0, np.nan))
-
-
-# op -> (forward, local derivative(s) as functions of (out, *operands)): the rule table in arrays.
-_UNARY: dict[str, tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]] = {
-    "neg": (np.negative, lambda out, a: -1.0),  # d(-a)/da = -1
-    "abs": (np.abs, lambda out, a: np.sign(a)),  # d|a|/da = sign(a)
-    "exp": (np.exp, lambda out, a: out),  # d e^a/da = e^a
-    "log": (np.log, lambda out, a: 1.0 / a),  # d log a/da = 1/a
-    "sqrt": (np.sqrt, lambda out, a: 0.5 / out),  # d sqrt a/da = 1/(2 sqrt a)
-    "tanh": (np.tanh, lambda out, a: 1.0 - out * out),  # 1 - tanh^2
-    "sigmoid": (_sigmoid, lambda out, a: out * (1.0 - out)),  # s (1 - s)
-    "relu": (lambda a: np.maximum(a, 0.0), lambda out, a: a > 0.0),  # max(a, 0); d/da = [a > 0]
-    "sin": (np.sin, lambda out, a: np.cos(a)),
-    "cos": (np.cos, lambda out, a: -np.sin(a)),
-    "softplus": (_softplus, lambda out, a: _sigmoid(a)),  # d softplus/da = s(a)
-}
-_BINARY: dict[str, tuple[Callable[..., np.ndarray], Callable[..., Any], Callable[..., Any]]] = {
-    "+": (np.add, lambda out, a, b: 1.0, lambda out, a, b: 1.0),
-    "-": (np.subtract, lambda out, a, b: 1.0, lambda out, a, b: -1.0),
-    "*": (np.multiply, lambda out, a, b: b, lambda out, a, b: a),
-    "/": (np.divide, lambda out, a, b: 1.0 / b, lambda out, a, b: -out / b),  # 1/b, -a/b^2
-    "**": (np.power, _pow_da, _pow_db),
-}
-_REDUCING = ("linear", "sum", "sse", "half_sse")
-_BUILTIN_RULES = {name: RULES[name] for name in (*_UNARY, *_BINARY, *_REDUCING)}
-
-
-def _is_builtin(rule: Rule) -> bool:
-    return _BUILTIN_RULES.get(rule.name) is rule
-
-
-def _times(g: np.ndarray, d: Any) -> np.ndarray:
-    """g * d, without a multiplication by the constants 1 and -1."""
-    if isinstance(d, float):
-        return g if d == 1.0 else -g if d == -1.0 else g * d
-    return g * d
-
-
-# =================================================================================================
 # Operands: the rows a kernel reads, and where its gradient contributions go
 # =================================================================================================
 
@@ -643,8 +571,18 @@ Operand = Union[_Rows, _MixedRows]
 
 
 # =================================================================================================
-# Kernels: one array operation over a group of instructions
+# Kernels: one array operation over a group of instructions, from the rule table's array forms
 # =================================================================================================
+# Each built-in operation's array forward and local derivatives are compiled from its row of the
+# rule table (Rule.array()); nothing here restates a derivative. A kernel only decides HOW to
+# apply them to a block of rows: broadcasting, and a matrix product where a layer allows one.
+
+
+def _times(g: np.ndarray, d: Any) -> np.ndarray:
+    """g * d, without a multiplication by the constants 1 and -1."""
+    if isinstance(d, float):
+        return g if d == 1.0 else -g if d == -1.0 else g * d
+    return g * d
 
 
 class _Kernel:
@@ -678,135 +616,95 @@ class _Kernel:
         return f"level {self.level}: {len(self.nodes)} x {self.op} ({where})"
 
 
-class _Unary(_Kernel):
-    """One built-in unary operation over (k, batch) rows: out = f(a); da += g * f'(a)."""
+class _Pointwise(_Kernel):
+    """A built-in operation of fixed arity over (k, batch) rows: its rule's array form, elementwise."""
 
-    def __init__(self, op: str, operands: list[_Rows], *args: Any) -> None:
+    def __init__(self, rule: Rule, operands: list[_Rows], *args: Any) -> None:
         super().__init__(*args)
-        self.op = op
-        (self.a,) = operands
-        self.fn, self.local = _UNARY[op]
+        self.op, self.operands = rule.name, operands
+        self.fn, self.local = rule.array()  # type: ignore[misc]
 
     def forward(self, stores: list[np.ndarray]) -> Any:
-        a = self.a.take(stores)
-        stores[self.store][self.out] = self.fn(a)
-        return a
-
-    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
-        if self.a.needs[mode]:
-            g = grads[self.store][self.out]
-            self.a.add(grads, _times(g, self.local(stores[self.store][self.out], saved)))
-
-
-class _Binary(_Kernel):
-    """One built-in binary operation over (k, batch) rows: out = f(a, b)."""
-
-    def __init__(self, op: str, operands: list[_Rows], *args: Any) -> None:
-        super().__init__(*args)
-        self.op = op
-        self.a, self.b = operands
-        self.fn, self.local_a, self.local_b = _BINARY[op]
-
-    def forward(self, stores: list[np.ndarray]) -> Any:
-        a, b = self.a.take(stores), self.b.take(stores)
-        stores[self.store][self.out] = self.fn(a, b)
-        return a, b
+        values = [x.take(stores) for x in self.operands]
+        stores[self.store][self.out] = self.fn(*values)
+        return values
 
     def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
         g = grads[self.store][self.out]
-        out = stores[self.store][self.out]
-        if self.a.needs[mode]:
-            self.a.add(grads, _times(g, self.local_a(out, *saved)))
-        if self.b.needs[mode]:
-            self.b.add(grads, _times(g, self.local_b(out, *saved)))
+        derivatives = self.local(stores[self.store][self.out], *saved)
+        for operand, d in zip(self.operands, derivatives):
+            if operand.needs[mode]:
+                operand.add(grads, _times(g, d))
 
 
-class _Linear(_Kernel):
-    """``linear`` nodes (b + w . x) of one level and width n.
+class _Reduction(_Kernel):
+    """A built-in operation over groups (``linear``, ``sum``, ``sse``, ...) for nodes of one width.
 
-    When the weights are uniform and all nodes read the same per-sample x (a layer), it is one
-    matrix product: out = W @ X + b, dW = G @ X^T (summed over the batch), dX = W^T @ G, db = sum G.
-    Otherwise out_k = sum_i w_ki x_ki + b_k with broadcasting.
+    Group operands are (k, n, batch or 1) blocks, single ones (k, batch or 1).
+    When every node reads the same per-sample group (``shared``: a layer, all
+    neurons reading the same x), that group is one (1, n, batch) block, and
+    the array forms turn into matrix products: out = W @ X + b, and the
+    contributions to W (summed over the batch) and to X (summed over the
+    neurons) are G @ X^T and W^T @ G.
     """
 
-    op = "linear"
-
-    def __init__(self, w: Operand, x: Operand, b: Operand, shared: _Rows | None, *args: Any) -> None:
+    def __init__(self, rule: Rule, parts: list[Operand], shared: dict[int, _Rows], *args: Any) -> None:
         super().__init__(*args)
-        self.w, self.x, self.b, self.shared = w, x, b, shared
+        self.op, self.parts, self.shared = rule.name, parts, shared
+        self.is_group = rule.signature.is_group
+        self.fn, self.local = rule.array()  # type: ignore[misc]
+
+    def _take(self, stores: list[np.ndarray]) -> list[np.ndarray]:
+        values = []
+        for j, part in enumerate(self.parts):
+            shared = self.shared.get(j)
+            values.append(shared.take(stores)[None] if shared is not None else part.take(stores))
+        return values
 
     def forward(self, stores: list[np.ndarray]) -> Any:
-        b = self.b.take(stores)
-        if self.shared is not None:
-            w = self.w.take(stores)[..., 0]  # (k, n)
-            x = self.shared.take(stores)  # (n, batch)
-            stores[self.store][self.out] = w @ x + b
-        else:
-            w, x = self.w.take(stores), self.x.take(stores)  # (k, n, batch or 1)
-            stores[self.store][self.out] = (w * x).sum(axis=1) + b
-        return w, x
+        values = self._take(stores)
+        stores[self.store][self.out] = self.fn(*values)
+        return values
 
-    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:  # noqa: ARG002
+    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
         g = grads[self.store][self.out]
-        w, x = saved
-        if self.b.needs[mode]:
-            self.b.add(grads, g)
-        if self.shared is not None:
-            if self.w.needs[mode]:
-                self.w.add(grads, (g @ x.T).reshape(-1, 1))  # dW = G X^T, summed over the batch
-            if self.shared.needs[mode]:
-                self.shared.add(grads, w.T @ g)  # dX = W^T G
-            return
-        g3 = g[:, None, :]
-        if self.w.needs[mode]:
-            self.w.add(grads, g3 * x)
-        if self.x.needs[mode]:
-            self.x.add(grads, g3 * w)
+        derivatives = self.local(stores[self.store][self.out], *saved)
+        for j, (part, d) in enumerate(zip(self.parts, derivatives)):
+            shared = self.shared.get(j)
+            target = shared if shared is not None else part
+            if not target.needs[mode]:
+                continue
+            if not self.is_group[j]:
+                target.add(grads, _times(g, d))
+            elif shared is not None:
+                target.add(grads, _sum_over_nodes(g, d, target.flat.size))
+            else:
+                target.add(grads, _group_contribution(g, d, part))
 
     def describe(self) -> str:
-        k, n = len(self.nodes), self.w.shape[1] if isinstance(self.w, _MixedRows) else self.w.idx.shape[1]
-        how = f"one ({k}x{n}) @ ({n}xB) matrix product" if self.shared is not None else "broadcast products"
-        return f"{super().describe()}, n={n}: {how}"
+        k = len(self.nodes)
+        if not self.shared:
+            return f"{super().describe()}: broadcast products"
+        n = next(iter(self.shared.values())).flat.size
+        return f"{super().describe()}, n={n}: one ({k}x{n}) @ ({n}xB) matrix product"
 
 
-class _Sum(_Kernel):
-    """``sum`` nodes of one level and width n: out_k = sum_i x_ki; d/dx_ki = 1."""
-
-    op = "sum"
-
-    def __init__(self, x: Operand, *args: Any) -> None:
-        super().__init__(*args)
-        self.x = x
-
-    def forward(self, stores: list[np.ndarray]) -> Any:
-        stores[self.store][self.out] = self.x.take(stores).sum(axis=1)
-
-    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:  # noqa: ARG002
-        if self.x.needs[mode]:
-            self.x.add(grads, grads[self.store][self.out][:, None, :])
+def _sum_over_nodes(g: np.ndarray, d: Any, n: int) -> np.ndarray:
+    """sum_k g[k] * d[k, i]: the contribution to each element of a group every node reads, (n, batch)."""
+    if isinstance(d, float):
+        return np.broadcast_to(_times(g, d).sum(axis=0), (n, g.shape[1]))
+    if d.shape[-1] == 1:  # d does not vary per sample: one (n, k) @ (k, batch) product
+        return d[:, :, 0].T @ g
+    return (g[:, None, :] * d).sum(axis=0)
 
 
-class _SquaredError(_Kernel):
-    """``sse``/``half_sse`` nodes: out_k = c sum_i (p_ki - t_ki)^2, d/dp = 2c (p - t), d/dt = -2c (p - t)."""
-
-    def __init__(self, op: str, p: Operand, t: Operand, *args: Any) -> None:
-        super().__init__(*args)
-        self.op, self.p, self.t = op, p, t
-        self.scale = 1.0 if op == "sse" else 0.5
-
-    def forward(self, stores: list[np.ndarray]) -> Any:
-        d = self.p.take(stores) - self.t.take(stores)
-        total = (d * d).sum(axis=1)
-        stores[self.store][self.out] = total if self.scale == 1.0 else self.scale * total
-        return d
-
-    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:  # noqa: ARG002
-        g = grads[self.store][self.out][:, None, :]
-        c = (2.0 * self.scale) * saved * g
-        if self.p.needs[mode]:
-            self.p.add(grads, c)
-        if self.t.needs[mode]:
-            self.t.add(grads, -c)
+def _group_contribution(g: np.ndarray, d: Any, part: Operand) -> np.ndarray:
+    """g[k] * d[k, i]: the contribution to each element of a group, (k, n, batch or 1)."""
+    if isinstance(d, float):
+        return _times(g[:, None, :], d)
+    if isinstance(part, _Rows) and part.store == _U and d.shape[0] == 1 and d.shape[-1] != 1:
+        return (g @ d[0].T)[:, :, None]  # summed over the batch: one (k, batch) @ (batch, n) product
+    return g[:, None, :] * d
 
 
 class _Elementwise(_Kernel):
@@ -915,30 +813,26 @@ def _kind(ids: Sequence[int], varying: np.ndarray) -> str:
     return "V" if v.all() else "U" if not v.any() else "M"
 
 
-def _block_spans(op: str, width: int) -> list[tuple[int, int]]:
-    """The operand blocks of an n-ary built-in as column spans: linear (w, x, b), sum (x), sse (p, t)."""
-    if op == "linear":
-        n = (width - 1) // 2
-        return [(0, n), (n, 2 * n), (2 * n, width)]
-    if op == "sum":
-        return [(0, width)]
-    return [(0, width // 2), (width // 2, width)]
-
-
 def _is_pointwise(rule: Rule) -> bool:
-    """A kernel per operand position (unary, binary, custom) rather than per operand block."""
-    return not _is_builtin(rule) or rule.name in _UNARY or rule.name in _BINARY
+    """A kernel per operand position (fixed arity, or custom) rather than per group of operands."""
+    return rule.definition is None or rule.arity is not None
 
 
 def _group_key(ins: Instruction, rule: Rule, varying: np.ndarray, level: np.ndarray) -> tuple[Any, ...]:
-    """Instructions with equal keys become one kernel: same level, operation and operand layout."""
+    """Instructions with equal keys become one kernel: same level, operation and operand layout.
+
+    A per-sample group read alongside a uniform one (a layer: the neurons'
+    weights and the x they all read) is keyed by its node ids too, so the
+    neurons reading the same x share a kernel and a matrix product.
+    """
     head = (int(level[ins.out]), bool(varying[ins.out]), ins.op, len(ins.args))
     if _is_pointwise(rule):
         return (*head, tuple(bool(varying[a]) for a in ins.args))
-    blocks = [ins.args[a:b] for a, b in _block_spans(ins.op, len(ins.args))]
+    blocks = [ins.args[a:b] for a, b in rule.signature.spans(len(ins.args))]
     kinds = tuple(_kind(block, varying) for block in blocks)
-    if ins.op == "linear" and kinds[:2] == ("U", "V"):
-        return (*head, kinds, blocks[1])  # the same x: one matrix product
+    groups = [j for j, is_group in enumerate(rule.signature.is_group) if is_group]
+    if any(kinds[j] == "U" for j in groups):
+        return (*head, kinds, *(blocks[j] for j in groups if kinds[j] == "V"))
     return (*head, kinds)
 
 
@@ -965,23 +859,23 @@ def _make_kernel(
     args = args.reshape(len(nodes), -1)
     if _is_pointwise(rule):
         operands = [_operand(args[:, j], varying, row, needs) for j in range(args.shape[1])]
-        if not _is_builtin(rule):
+        if rule.definition is None:
             return _Elementwise(rule, operands, nodes, *out)
-        return (_Unary if rule.name in _UNARY else _Binary)(rule.name, operands, nodes, *out)
-    spans = _block_spans(rule.name, args.shape[1])
-    if rule.name == "linear":
-        (w0, w1), (x0, x1), _ = spans
-        w, x = _operand(args[:, w0:w1], varying, row, needs), _operand(args[:, x0:x1], varying, row, needs)
-        bias = _operand(args[:, -1], varying, row, needs)
-        shared = None
-        layer = isinstance(w, _Rows) and w.store == _U and isinstance(x, _Rows) and x.store == _V
-        if layer and (args[:, x0:x1] == args[0, x0:x1]).all():  # uniform W, every node reads the same x
-            shared = _operand(args[0, x0:x1], varying, row, needs)
-        return _Linear(w, x, bias, shared, nodes, *out)  # type: ignore[arg-type]
-    blocks = [_operand(args[:, a:b], varying, row, needs) for a, b in spans]
-    if rule.name == "sum":
-        return _Sum(blocks[0], nodes, *out)
-    return _SquaredError(rule.name, blocks[0], blocks[1], nodes, *out)
+        return _Pointwise(rule, operands, nodes, *out)
+    spans = rule.signature.spans(args.shape[1])
+    parts = [
+        _operand(args[:, lo:hi] if is_group else args[:, lo], varying, row, needs)
+        for (lo, hi), is_group in zip(spans, rule.signature.is_group)
+    ]
+    groups = [j for j, is_group in enumerate(rule.signature.is_group) if is_group]
+    stores = {j: parts[j].store if isinstance(parts[j], _Rows) else None for j in groups}
+    shared = {}
+    if _U in stores.values():
+        for j in groups:
+            block = args[:, spans[j][0] : spans[j][1]]
+            if stores[j] == _V and (block == block[0]).all():
+                shared[j] = _operand(block[0], varying, row, needs)  # every node reads the same x
+    return _Reduction(rule, parts, shared, nodes, *out)  # type: ignore[arg-type]
 
 
 def _compile(graph: _Graph) -> _Plan:
@@ -1214,7 +1108,7 @@ class Tape:
 
     def _line(self, ins: Instruction) -> str:
         args = [self._name(a) for a in ins.args]
-        if ins.op in _BINARY:
+        if len(args) == 2 and not ins.op.isidentifier():  # an infix operator: + - * / **
             rhs = f"{args[0]} {ins.op} {args[1]}"
         elif ins.op == "neg":
             rhs = f"-{args[0]}"
