@@ -212,10 +212,6 @@ def render_recorders() -> str:
 _DELIVER = [
     "if {x}.requires_grad:",
     "    {x}._upstream += {contribution}",
-    "    left = {x}._pending - 1",
-    "    {x}._pending = left",
-    "    if not left:",
-    "        ready.append({x})",
 ]
 
 
@@ -271,10 +267,12 @@ def _group_branch(d: Definition) -> list[str]:
         if not is_group:
             names[name] = name + "s"
     loop = ", ".join(elements) + ("," if len(elements) == 1 else "")
-    lines.append(f"        for {loop} in zip({', '.join(g + 's' for g in groups)}):")
+    # One loop per group, in the order of the operands: a Value that appears in two groups gets its
+    # shares in the reference pass's order, so the sums agree to the last bit.
     for name, is_group, derivative in zip(signature.names, signature.is_group, d.derivatives):
         if is_group:
             local = _data_names(_float_expression(derivative), names)
+            lines.append(f"        for {loop} in zip({', '.join(g + 's' for g in groups)}):")
             lines += _deliver(name + "_", local, " " * 12)
     for name, is_group, derivative in zip(signature.names, signature.is_group, d.derivatives):
         if not is_group:
@@ -286,22 +284,21 @@ def _group_branch(d: Definition) -> list[str]:
 def render_backward() -> str:
     """The engine's fast backward loop: a branch per row, the rule table's derivatives inline."""
     lines = [
-        "def _run_fast(root: Value, seed: float) -> None:  # noqa: C901, PLR0912, PLR0915 - a branch a rule",
-        '    """Add d root/d node * seed into ``_upstream`` of every marked node (floats; Kahn\'s order).',
+        "def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, PLR0915"
+        " - a branch per rule",
+        '    """Add d root/d node * seed into ``_upstream`` of every node of ``order`` and of their inputs.',
         "",
-        "    Generated from the rule table: each branch is one row's derivatives, written inline.",
-        "    Operations are told apart by name; the most common come first in the table. Any",
-        "    other name, such as a custom operation's, takes the last branch, which asks the",
-        "    rule table. Non-finite results are not checked here: the",
-        "    caller checks the leaves and, on a failure, reruns the checked pass for its error.",
+        "    ``order`` holds the operations that need a gradient, each after its inputs, the root last",
+        "    (``_order``); walked backwards, every node has received all of its gradient before it",
+        "    passes shares on. Generated from the rule table: each branch is one row's derivatives,",
+        "    written inline. Operations are told apart by name, the most common first (the table's",
+        "    order); any other name, such as a custom operation's, takes the last branch, which asks",
+        "    the rule table. Nothing is checked here: the caller checks the leaves and, on a",
+        "    failure, reruns the checked pass for its error.",
         '    """',
-        "    root._upstream = seed",
-        "    ready = [root]",
-        "    while ready:",
-        "        node = ready.pop()",
+        "    order[-1]._upstream = seed",
+        "    for node in reversed(order):",
         "        op = node.op",
-        "        if not op:",
-        "            continue",
         "        g = node._upstream",
     ]
     keyword = "if"

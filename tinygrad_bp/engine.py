@@ -212,6 +212,82 @@ def _mark(root: Value, empty: Any = None) -> _Marked:
     return _Marked(inner, leaves)
 
 
+def _order(root: Value) -> _Marked:  # noqa: C901, PLR0912, PLR0915 - the hot path, written out
+    """The operations below ``root`` that need a gradient, each after its inputs (root last); and the leaves.
+
+    An iterative depth-first post-order (no recursion), the same order as
+    :func:`toposort`'s: a node is pushed,
+    expanded (its inputs pushed above it), and appended to the order when it
+    comes back up. ``_pending`` says how far a node has got (0 pushed, 1
+    expanded, 2 done); an input met again while it still waits lower in the
+    stack is pushed again, so that it is done before the node that needs it.
+    Every node gets ``_upstream = 0.0``.
+    """
+    number = next(_pass_numbers)
+    root._pass = number
+    root._upstream = 0.0
+    if not root.op:
+        return _Marked([], [root])
+    root._pending = 0
+    order: list[Value] = []
+    leaves: list[Value] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        state = node._pending
+        if state:
+            if state == 1:
+                node._pending = 2
+                order.append(node)
+            continue
+        node._pending = 1
+        stack.append(node)
+        # The inputs are pushed last to first, so the first input is done first: the order is
+        # toposort's, and the gradients are summed in reference_backward's order, to the last bit.
+        # Each input: a new one is stamped (and pushed if it is an operation); one still waiting
+        # lower in the stack is pushed again, so that it is done before this node. Written out
+        # for _a, _b and the tuple of operands (this is the hot path): see Value.inputs.
+        a = node._a
+        if a is None:
+            for child in reversed(node._b):
+                if child.requires_grad:
+                    if child._pass != number:
+                        child._pass = number
+                        child._upstream = 0.0
+                        if child.op:
+                            child._pending = 0
+                            stack.append(child)
+                        else:
+                            leaves.append(child)
+                    elif child.op and not child._pending:
+                        stack.append(child)
+            continue
+        b = node._b
+        if b is not None and b.requires_grad:
+            if b._pass != number:
+                b._pass = number
+                b._upstream = 0.0
+                if b.op:
+                    b._pending = 0
+                    stack.append(b)
+                else:
+                    leaves.append(b)
+            elif b.op and not b._pending:
+                stack.append(b)
+        if a.requires_grad:
+            if a._pass != number:
+                a._pass = number
+                a._upstream = 0.0
+                if a.op:
+                    a._pending = 0
+                    stack.append(a)
+                else:
+                    leaves.append(a)
+            elif a.op and not a._pending:
+                stack.append(a)
+    return _Marked(order, leaves)
+
+
 def _accumulation_overflow(node: Value) -> OperationOverflowError:
     """The error for a leaf whose ``.grad`` plus this pass's gradient overflows."""
     label = f" {node.label!r}" if node.label else ""
@@ -332,10 +408,13 @@ def _float_pass(root: Value, seed: float, *, accumulate: bool) -> _Marked:
     ``accumulate``, a leaf whose ``.grad`` plus this pass overflows raises
     OperationOverflowError.
     """
-    marked = _mark(root, 0.0)
+    marked = _order(root)
     try:
         with _NoRecording():
-            _run_fast(root, seed)
+            if marked.inner:
+                _run_fast(marked.inner, seed)
+            else:
+                root._upstream = seed
     except (ArithmeticError, ValueError):
         return _checked_pass(root, seed, marked, accumulate=accumulate)
     except BaseException:
@@ -436,53 +515,35 @@ def backward(root: Value, gradient: float = 1.0) -> None:
 # --- the fast path's loop, generated from the rule table ------------------------------------------
 
 # --- generated from the rule table by scripts/generate.py (tinygrad_bp/codegen.py): do not edit ---
-def _run_fast(root: Value, seed: float) -> None:  # noqa: C901, PLR0912, PLR0915 - a branch a rule
-    """Add d root/d node * seed into ``_upstream`` of every marked node (floats; Kahn's order).
+def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, PLR0915 - a branch per rule
+    """Add d root/d node * seed into ``_upstream`` of every node of ``order`` and of their inputs.
 
-    Generated from the rule table: each branch is one row's derivatives, written inline.
-    Operations are told apart by name; the most common come first in the table. Any
-    other name, such as a custom operation's, takes the last branch, which asks the
-    rule table. Non-finite results are not checked here: the
-    caller checks the leaves and, on a failure, reruns the checked pass for its error.
+    ``order`` holds the operations that need a gradient, each after its inputs, the root last
+    (``_order``); walked backwards, every node has received all of its gradient before it
+    passes shares on. Generated from the rule table: each branch is one row's derivatives,
+    written inline. Operations are told apart by name, the most common first (the table's
+    order); any other name, such as a custom operation's, takes the last branch, which asks
+    the rule table. Nothing is checked here: the caller checks the leaves and, on a
+    failure, reruns the checked pass for its error.
     """
-    root._upstream = seed
-    ready = [root]
-    while ready:
-        node = ready.pop()
+    order[-1]._upstream = seed
+    for node in reversed(order):
         op = node.op
-        if not op:
-            continue
         g = node._upstream
         if op == "+":
             a = node._a
             b = node._b
             if a.requires_grad:
                 a._upstream += g
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
             if b.requires_grad:
                 b._upstream += g
-                left = b._pending - 1
-                b._pending = left
-                if not left:
-                    ready.append(b)
         elif op == "*":
             a = node._a
             b = node._b
             if a.requires_grad:
                 a._upstream += g * (b._data)
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
             if b.requires_grad:
                 b._upstream += g * (a._data)
-                left = b._pending - 1
-                b._pending = left
-                if not left:
-                    ready.append(b)
         elif op == "linear":
             inputs = node.inputs
             n = (len(inputs) - 1) // 2
@@ -492,69 +553,34 @@ def _run_fast(root: Value, seed: float) -> None:  # noqa: C901, PLR0912, PLR0915
             for w_, x_ in zip(ws, xs):
                 if w_.requires_grad:
                     w_._upstream += g * (x_._data)
-                    left = w_._pending - 1
-                    w_._pending = left
-                    if not left:
-                        ready.append(w_)
+            for w_, x_ in zip(ws, xs):
                 if x_.requires_grad:
                     x_._upstream += g * (w_._data)
-                    left = x_._pending - 1
-                    x_._pending = left
-                    if not left:
-                        ready.append(x_)
             if bs.requires_grad:
                 bs._upstream += g
-                left = bs._pending - 1
-                bs._pending = left
-                if not left:
-                    ready.append(bs)
         elif op == "relu":
             a = node._a
             if a.requires_grad:
                 a._upstream += g * (1.0 if a._data > 0.0 else 0.0)
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "tanh":
             a = node._a
             if a.requires_grad:
                 a._upstream += g * (1.0 - node._data * node._data)
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "sigmoid":
             a = node._a
             if a.requires_grad:
                 a._upstream += g * (node._data * (1.0 - node._data))
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "-":
             a = node._a
             b = node._b
             if a.requires_grad:
                 a._upstream += g
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
             if b.requires_grad:
                 b._upstream += -g
-                left = b._pending - 1
-                b._pending = left
-                if not left:
-                    ready.append(b)
         elif op == "neg":
             a = node._a
             if a.requires_grad:
                 a._upstream += -g
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "sum":
             inputs = node.inputs
             n = len(inputs)
@@ -562,96 +588,48 @@ def _run_fast(root: Value, seed: float) -> None:  # noqa: C901, PLR0912, PLR0915
             for x_, in zip(xs):
                 if x_.requires_grad:
                     x_._upstream += g
-                    left = x_._pending - 1
-                    x_._pending = left
-                    if not left:
-                        ready.append(x_)
         elif op == "exp":
             a = node._a
             if a.requires_grad:
                 a._upstream += g * (node._data)
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "log":
             a = node._a
             if a.requires_grad:
                 a._upstream += g * (1.0 / a._data)
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "/":
             a = node._a
             b = node._b
             if a.requires_grad:
                 a._upstream += g * (1.0 / b._data)
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
             if b.requires_grad:
                 b._upstream += g * (-node._data / b._data)
-                left = b._pending - 1
-                b._pending = left
-                if not left:
-                    ready.append(b)
         elif op == "**":
             a = node._a
             b = node._b
             if a.requires_grad:
                 a._upstream += g * (b._data * a._data ** (b._data - 1.0) if a._data != 0.0 or b._data >= 1.0 else 0.0 if b._data == 0.0 else FLOAT.inf)  # noqa: E501 - one derivative, as the table writes it
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
             if b.requires_grad:
                 b._upstream += g * (node._data * FLOAT.log(a._data) if a._data > 0.0 else 0.0 if a._data == 0.0 else FLOAT.nan)  # noqa: E501 - one derivative, as the table writes it
-                left = b._pending - 1
-                b._pending = left
-                if not left:
-                    ready.append(b)
         elif op == "sqrt":
             a = node._a
             if a.requires_grad:
                 a._upstream += g * (0.5 / node._data)
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "abs":
             a = node._a
             if a.requires_grad:
                 a._upstream += g * (1.0 if a._data > 0.0 else -1.0 if a._data < 0.0 else 0.0)
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "sin":
             a = node._a
             if a.requires_grad:
                 a._upstream += g * (FLOAT.cos(a._data))
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "cos":
             a = node._a
             if a.requires_grad:
                 a._upstream += g * (-FLOAT.sin(a._data))
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "softplus":
             a = node._a
             if a.requires_grad:
                 a._upstream += g * (FLOAT.sigmoid(a._data))
-                left = a._pending - 1
-                a._pending = left
-                if not left:
-                    ready.append(a)
         elif op == "sse":
             inputs = node.inputs
             n = (len(inputs)) // 2
@@ -660,16 +638,9 @@ def _run_fast(root: Value, seed: float) -> None:  # noqa: C901, PLR0912, PLR0915
             for p_, t_ in zip(ps, ts):
                 if p_.requires_grad:
                     p_._upstream += g * (2.0 * (p_._data - t_._data))
-                    left = p_._pending - 1
-                    p_._pending = left
-                    if not left:
-                        ready.append(p_)
+            for p_, t_ in zip(ps, ts):
                 if t_.requires_grad:
                     t_._upstream += g * (-2.0 * (p_._data - t_._data))
-                    left = t_._pending - 1
-                    t_._pending = left
-                    if not left:
-                        ready.append(t_)
         elif op == "half_sse":
             inputs = node.inputs
             n = (len(inputs)) // 2
@@ -678,26 +649,15 @@ def _run_fast(root: Value, seed: float) -> None:  # noqa: C901, PLR0912, PLR0915
             for p_, t_ in zip(ps, ts):
                 if p_.requires_grad:
                     p_._upstream += g * (p_._data - t_._data)
-                    left = p_._pending - 1
-                    p_._pending = left
-                    if not left:
-                        ready.append(p_)
+            for p_, t_ in zip(ps, ts):
                 if t_.requires_grad:
                     t_._upstream += g * (t_._data - p_._data)
-                    left = t_._pending - 1
-                    t_._pending = left
-                    if not left:
-                        ready.append(t_)
         else:
             inputs = node.inputs
             derivatives = RULES[op].local(node._data, *[x._data for x in inputs])
             for x, d in zip(inputs, derivatives):
                 if x.requires_grad:
                     x._upstream += g * (float(d))
-                    left = x._pending - 1
-                    x._pending = left
-                    if not left:
-                        ready.append(x)
 # --- end of generated code ---
 
 

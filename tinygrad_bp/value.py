@@ -1219,7 +1219,10 @@ def linear(weights: Sequence[Operand], inputs: Sequence[Operand], bias: Operand 
         msg = f"linear: {len(weights)} weights but {len(inputs)} inputs"
         raise ValueError(msg)
     operands = (*weights, *inputs, bias)
-    return _record_linear(tuple([x if type(x) is Value else as_value(x) for x in operands]))
+    try:
+        return _record_linear(operands)
+    except AttributeError:  # a number among the operands (it has no ._data): make it a constant
+        return _record_linear(tuple([x if type(x) is Value else as_value(x) for x in operands]))
 
 
 # --- the recorders of the operations over groups --------------------------------------------------
