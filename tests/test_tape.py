@@ -829,3 +829,45 @@ def test_a_backward_pass_and_a_grad_read_inside_fn_are_escapes():
 
     with pytest.raises(TapeMismatchError, match=r"backward\(\)"):
         trace(uses_backward, 1.0, check="none")
+
+
+def test_tracing_swaps_nothing_on_value():
+    """The tape watches a traced fn through the value layer's explicit hook (value.observed), not by
+    replacing Value's methods: while fn runs, Value and no_grad are exactly what they were."""
+    names = ("data", "grad", "__lt__", "__le__", "__gt__", "__ge__", "__float__", "item", "detach", "__bool__")
+    before = {name: Value.__dict__[name] for name in names}
+    enter = tg.no_grad.__enter__
+    seen = {}
+
+    def fn(x):
+        seen.update({name: Value.__dict__[name] for name in names})
+        seen["enter"] = tg.no_grad.__enter__
+        return x * x
+
+    trace(fn, 1.0)
+    assert seen == {**before, "enter": enter}
+
+
+def test_another_thread_is_not_observed_while_one_traces():
+    import threading
+
+    reads = []
+    started, release = threading.Event(), threading.Event()
+
+    def fn(x):
+        started.set()
+        release.wait(5)
+        return x * 2.0
+
+    def other():
+        started.wait(5)
+        v = Value(3.0)
+        reads.append(float(v) + v.data)  # would be an escape if this thread were observed
+        release.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    tape = trace(fn, 1.0, check="none")
+    t.join()
+    assert reads == [6.0]
+    assert tape.escapes == ()

@@ -114,7 +114,7 @@ def _record(op: str, operands: list[str], indent: str) -> list[str]:
     body = [
         "node = _new(Value)",
         "node._data = out",
-        "node.grad = 0.0",
+        "node._grad = 0.0",
         'node.label = ""',
         "node._pass = 0",
         "if not _threads_without_grad or _grad_mode.enabled:",
@@ -284,8 +284,10 @@ def _group_branch(d: Definition) -> list[str]:
 def render_backward() -> str:
     """The engine's fast backward loop: a branch per row, the rule table's derivatives inline."""
     lines = [
-        "def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, PLR0915"
-        " - a branch per rule",
+        (
+            "def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, PLR0915"
+            " - a branch per rule"
+        ),
         '    """Add d root/d node * seed into ``_upstream`` of every node of ``order`` and of their inputs.',
         "",
         "    ``order`` holds the operations that need a gradient, each after its inputs, the root last",

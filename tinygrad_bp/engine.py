@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from .errors import NonDifferentiableError, OperationOverflowError, UnusedInputError
 from .expressions import FLOAT
 from .rules import RULES
-from .value import Value, _operand, _set_grad_enabled, constant
+from .value import Value, _operand, _set_grad_enabled, constant, escaped
 
 __all__ = [
     "BackwardStep",
@@ -53,9 +53,6 @@ __all__ = [
     "toposort",
 ]
 
-# Called with what is run ("backward()", "grad()") at the start of every pass: the explicit hook by
-# which the tape's tracer learns that values were read out of the graph. Nothing else listens.
-pass_observers: list[Callable[[str], None]] = []
 
 # One backward pass at a time: passes keep their running sums on the nodes.
 _pass_lock = threading.RLock()
@@ -421,7 +418,7 @@ def _float_pass(root: Value, seed: float, *, accumulate: bool) -> _Marked:
         _forget(marked)
         raise
     for node in marked.leaves:
-        total = node.grad + node._upstream if accumulate else node._upstream
+        total = node._grad + node._upstream if accumulate else node._upstream
         if not _NEG_INF < total < _INF:
             if _NEG_INF < node._upstream < _INF:
                 _forget(marked)
@@ -441,7 +438,7 @@ def _checked_pass(root: Value, seed: float, failed: _Marked, *, accumulate: bool
         _forget(marked)
         raise
     for node in marked.leaves:
-        if accumulate and not _NEG_INF < node.grad + node._upstream < _INF:
+        if accumulate and not _NEG_INF < node._grad + node._upstream < _INF:
             _forget(marked)
             raise _accumulation_overflow(node)
     return marked
@@ -454,8 +451,7 @@ def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> di
     ``.grad``. With ``create_graph`` the results are Values whose own graphs
     can be differentiated again.
     """
-    for observer in pass_observers:
-        observer("grad()")
+    escaped(None, "grad()")  # a traced function reads values out of the graph
     with _pass_lock:
         if create_graph:
             marked = _mark(root)
@@ -494,8 +490,7 @@ def backward(root: Value, gradient: float = 1.0) -> None:
     every other node reached is set to this pass's gradient. If the pass
     fails, no ``.grad`` has been written.
     """
-    for observer in pass_observers:
-        observer("backward()")
+    escaped(None, "backward()")  # a traced function reads values out of the graph
     if not isinstance(root, Value):
         msg = f"backward: expected a Value, not {type(root).__name__}"
         raise TypeError(msg)
@@ -507,9 +502,9 @@ def backward(root: Value, gradient: float = 1.0) -> None:
         inner, leaves = _float_pass(root, seed, accumulate=True)
         # Floats only: _upstream may keep this pass's number (never a Value, never a graph).
         for node in inner:
-            node.grad = node._upstream
+            node._grad = node._upstream
         for node in leaves:
-            node.grad += node._upstream
+            node._grad += node._upstream
 
 
 # --- the fast path's loop, generated from the rule table ------------------------------------------

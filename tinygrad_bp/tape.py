@@ -103,19 +103,15 @@ from __future__ import annotations
 import inspect
 import math
 import operator
-import sys
-import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, Union
 
-from . import engine as engine_module
 from .engine import toposort
 from .errors import NonDifferentiableError, TapeMismatchError
 from .rules import RULES, Rule
-from .value import Value, _failed, _overflow, apply, linear, no_grad
+from .value import Value, _failed, _overflow, apply, linear, no_grad, observed
 
 try:
     import numpy as np
@@ -171,162 +167,54 @@ class _Escape:
     where: str
 
 
+# Modules whose reads of .data and .grad are the operations themselves, not the user's control flow.
+_OWN_MODULES = frozenset(
+    {
+        "tinygrad_bp.value",
+        "tinygrad_bp.engine",
+        "tinygrad_bp.rules",
+        "tinygrad_bp.expressions",
+        "tinygrad_bp.custom",
+        __name__,
+    }
+)
+_COMPREHENSIONS = ("<genexpr>", "<listcomp>", "<dictcomp>", "<setcomp>")
+
+
 class _TraceLog:
-    """What one run of ``fn`` did with values: comparisons and escapes, with their Values."""
+    """What one run of ``fn`` did with values: the observer the value layer reports to.
+
+    :func:`tinygrad_bp.value.observed` installs it for this thread while ``fn``
+    runs: the value layer calls :meth:`compare` for each comparison of Values
+    and :meth:`escape` for each number read out of the graph. Nothing of
+    Value's is swapped; other threads are not observed.
+    """
 
     def __init__(self) -> None:
         self.comparisons: list[tuple[Value, str, object, bool]] = []
         self.escapes: list[tuple[Value | None, str, str]] = []
 
+    def compare(self, subject: Value, op: str, other: object, result: bool) -> None:
+        """``subject <op> other`` gave ``result``: kept as a guard."""
+        self.comparisons.append((subject, op, other, result))
 
-class _WatchState(threading.local):
-    """The trace log of this thread, or None when this thread is not tracing."""
-
-    log: _TraceLog | None = None
-
-
-_watch = _WatchState()
-_patch_lock = threading.Lock()
-_patch_users = 0
-_saved: dict[str, Any] = {}
-
-# Modules whose reads of .data are the operations themselves, not the user's control flow.
-_OWN_MODULES = frozenset(
-    {"tinygrad_bp.value", "tinygrad_bp.engine", "tinygrad_bp.rules", "tinygrad_bp.custom", __name__}
-)
-_COMPARISONS = {"__lt__": "<", "__le__": "<=", "__gt__": ">", "__ge__": ">="}
-_ESCAPING_METHODS = ("__float__", "item", "detach", "__format__", "__bool__")
+    def escape(self, node: Value | None, how: str, frame: Any) -> None:
+        """A number left the graph at ``frame`` (the library's own operations reading .data do not count)."""
+        if how in (".data", ".grad"):
+            if frame.f_globals.get("__name__") in _OWN_MODULES:
+                return
+        else:
+            while frame.f_back is not None and frame.f_globals.get("__name__") in _OWN_MODULES:
+                frame = frame.f_back
+        self.escapes.append((node if how != ".grad" else None, how, _where(frame)))
 
 
-def _caller(depth: int) -> str:
-    """``file:line (function)`` of the frame ``depth`` levels up; a comprehension names its function."""
-    frame = sys._getframe(depth + 1)
+def _where(frame: Any) -> str:
+    """``file:line (function)`` of ``frame``; a comprehension names the function it is in."""
     where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
-    while frame.f_back is not None and frame.f_code.co_name in (
-        "<genexpr>",
-        "<listcomp>",
-        "<dictcomp>",
-        "<setcomp>",
-    ):
+    while frame.f_back is not None and frame.f_code.co_name in _COMPREHENSIONS:
         frame = frame.f_back
     return f"{where} ({frame.f_code.co_name})"
-
-
-class _WatchedData:
-    """Stands in for the ``Value.data`` (or ``.grad``) slot while a trace runs: logs reads from user code."""
-
-    def __init__(self, slot: Any, name: str = ".data") -> None:
-        self.slot = slot
-        self.name = name
-
-    def __get__(self, obj: Value | None, owner: type | None = None) -> Any:
-        if obj is None:
-            return self.slot
-        log = _watch.log
-        if log is not None and sys._getframe(1).f_globals.get("__name__") not in _OWN_MODULES:
-            log.escapes.append((obj if self.name == ".data" else None, self.name, _caller(1)))
-        return self.slot.__get__(obj, owner)
-
-    def __set__(self, obj: Value, value: float) -> None:
-        self.slot.__set__(obj, value)
-
-
-def _watched_comparison(op: str, original: Callable[[Value, object], bool]) -> Callable[..., bool]:
-    """``original`` that also logs ``(self, op, other, result)`` as a guard."""
-
-    def compare(self: Value, other: object) -> bool:
-        result = original(self, other)
-        log = _watch.log
-        if log is not None and result is not NotImplemented:
-            log.comparisons.append((self, op, other, bool(result)))
-        return result
-
-    return compare
-
-
-def _watched_escape(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    """``original`` that also logs an escape of ``self``'s value (``__format__`` with a spec only)."""
-
-    def method(self: Value, *args: Any) -> Any:
-        log = _watch.log
-        if log is not None and (name != "__format__" or (args and args[0])):
-            log.escapes.append((self, f"{name}()", _caller(1)))
-        return original(self, *args)
-
-    return method
-
-
-def _watched_no_grad_enter(original: Callable[[no_grad], None]) -> Callable[[no_grad], None]:
-    """``no_grad.__enter__`` that also logs an escape: values computed inside become constants."""
-
-    def enter(self: no_grad) -> None:
-        log = _watch.log
-        if log is not None:
-            log.escapes.append((None, "a no_grad block", _caller(1)))
-        original(self)
-
-    return enter
-
-
-def _user_frame() -> str:
-    """``file:line (function)`` of the nearest caller outside tinygrad_bp's own modules."""
-    frame = sys._getframe(1)
-    while frame.f_back is not None and frame.f_globals.get("__name__") in _OWN_MODULES:
-        frame = frame.f_back
-    return f"{frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
-
-
-def _observe_pass(kind: str) -> None:
-    """The engine's pass hook: a backward pass or grad() inside a traced fn reads values out of the graph."""
-    log = _watch.log
-    if log is not None:
-        log.escapes.append((None, kind, _user_frame()))
-
-
-engine_module.pass_observers.append(_observe_pass)
-
-
-def _install() -> None:
-    """Put the watchers on Value (first user only); :func:`_uninstall` takes them off."""
-    global _patch_users  # noqa: PLW0603 - a process-wide count of active traces
-    with _patch_lock:
-        if _patch_users == 0:
-            names = (*_COMPARISONS, *_ESCAPING_METHODS, "data", "grad")
-            _saved.update({name: Value.__dict__[name] for name in names})
-            _saved["no_grad.__enter__"] = no_grad.__enter__
-            for name, op in _COMPARISONS.items():
-                setattr(Value, name, _watched_comparison(op, _saved[name]))
-            for name in _ESCAPING_METHODS:
-                setattr(Value, name, _watched_escape(name, _saved[name]))
-            Value.data = _WatchedData(_saved["data"])  # type: ignore[assignment]
-            Value.grad = _WatchedData(_saved["grad"], ".grad")  # type: ignore[assignment]
-            enter = _watched_no_grad_enter(_saved["no_grad.__enter__"])
-            no_grad.__enter__ = enter  # type: ignore[method-assign]
-        _patch_users += 1
-
-
-def _uninstall() -> None:
-    global _patch_users  # noqa: PLW0603
-    with _patch_lock:
-        _patch_users -= 1
-        if _patch_users == 0:
-            no_grad.__enter__ = _saved.pop("no_grad.__enter__")  # type: ignore[method-assign]
-            for name, original in _saved.items():
-                setattr(Value, name, original)
-            _saved.clear()
-
-
-@contextmanager
-def _watching(log: _TraceLog) -> Iterator[None]:
-    """Log this thread's comparisons and escapes into ``log`` for the duration of the block."""
-    _install()
-    previous = _watch.log
-    _watch.log = log
-    try:
-        yield
-    finally:
-        _watch.log = previous
-        _uninstall()
 
 
 # =================================================================================================
@@ -1596,7 +1484,7 @@ def trace(
     names = _input_names(fn, shapes)
     values, inputs = _make_inputs(example, names)
     log = _TraceLog()
-    with _watching(log):
+    with observed(log):
         result = fn(*values)
     output, aux = _output_of(result)
     extras = [v for c in log.comparisons for v in (c[0], c[2]) if isinstance(v, Value)]

@@ -16,6 +16,7 @@ import functools
 import inspect
 import math
 import numbers
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -108,6 +109,7 @@ class no_grad:  # noqa: N801 - named like torch.no_grad, its model
         del func
 
     def __enter__(self) -> None:
+        escaped(None, "a no_grad block")  # values made inside become constants of a trace
         self._previous = _set_grad_enabled(enabled=False)
 
     def __exit__(self, *exc_info: object) -> None:
@@ -147,6 +149,59 @@ def enable_grad() -> Iterator[None]:
         yield
     finally:
         _set_grad_enabled(enabled=previous)
+
+
+# --- the trace hook: how tinygrad_bp.tape learns what a traced function does with values --------
+
+
+class _TraceHook(threading.local):
+    """The trace observer of this thread (while :func:`observed` runs), or None."""
+
+    observer: Any = None
+
+
+_trace_hook = _TraceHook()
+# How many threads have an observer. While it is 0 (the usual case) nothing reads the
+# thread-local hook: checking a module global is all a Value pays for the hook.
+_threads_observed = 0
+
+
+@contextmanager
+def observed(observer: Any) -> Iterator[None]:
+    """Report to ``observer`` what this thread does with Values inside the block.
+
+    The explicit hook by which :func:`tinygrad_bp.tape.trace` watches a traced
+    function (the value layer calls it; nothing is swapped or patched):
+
+    * ``observer.compare(subject, op, other, result)`` for each comparison
+      ``subject < other`` (``op`` is ``"<"``, ``"<="``, ``">"`` or ``">="``);
+    * ``observer.escape(node, how, frame)`` whenever a number leaves the
+      graph: ``.data`` or ``.grad`` read, ``float()``, ``item()``, ``bool()``,
+      ``format()`` with a spec, ``detach()``, a ``no_grad`` block (``node`` is
+      None), and a backward pass or ``grad()`` (reported by the engine).
+      ``frame`` is the frame of the code that did it.
+
+    Other threads are not observed.
+    """
+    global _threads_observed  # noqa: PLW0603 - the one place that writes it
+    previous = _trace_hook.observer
+    with _switch_lock:
+        _threads_observed += 1
+    _trace_hook.observer = observer
+    try:
+        yield
+    finally:
+        _trace_hook.observer = previous
+        with _switch_lock:
+            _threads_observed -= 1
+
+
+def escaped(node: Value | None, how: str, depth: int = 1) -> None:
+    """Tell this thread's observer, if any, that a number left the graph (``how``), ``depth`` frames up."""
+    if _threads_observed:
+        observer = _trace_hook.observer
+        if observer is not None:
+            observer.escape(node, how, sys._getframe(depth + 1))
 
 
 def _check_data(data: object, where: str) -> float:
@@ -201,10 +256,10 @@ class Value:
         "_a",
         "_b",
         "_data",
+        "_grad",
         "_pass",
         "_pending",
         "_upstream",
-        "grad",
         "label",
         "op",
         "requires_grad",
@@ -214,7 +269,7 @@ class Value:
     __array_ufunc__ = None
 
     _data: float
-    grad: Any
+    _grad: Any
     label: str
     _a: Value | None
     _b: Any  # the second operand, None, or (when _a is None) the tuple of all operands
@@ -229,7 +284,7 @@ class Value:
             msg = f"Value: label must be a str, not {type(label).__name__}"
             raise TypeError(msg)
         self._data = _check_data(data, "Value")
-        self.grad = NO_GRAD
+        self._grad = NO_GRAD
         self.label = label
         self.requires_grad = bool(requires_grad)
         self.op = ""
@@ -240,12 +295,25 @@ class Value:
     @property
     def data(self) -> float:
         """The value, a finite Python float; assignable (optimizers write it), checked as ``Value(data)``."""
+        if _threads_observed and _trace_hook.observer is not None:
+            _trace_hook.observer.escape(self, ".data", sys._getframe(1))
         return self._data
 
     @data.setter
     def data(self, value: Number) -> None:
         finite = type(value) is float and _NEG_INF < value < _INF
         self._data = value if finite else _check_data(value, "data")
+
+    @property
+    def grad(self) -> Any:
+        """d(root)/d(this node) from the last backward pass (leaves: summed over passes); assignable."""
+        if _threads_observed and _trace_hook.observer is not None:
+            _trace_hook.observer.escape(None, ".grad", sys._getframe(1))
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        self._grad = value
 
     @property
     def inputs(self) -> tuple[Value, ...]:
@@ -278,7 +346,7 @@ class Value:
             raise _overflow("+", (a, b))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -311,7 +379,7 @@ class Value:
             raise _overflow("+", (a, b))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -344,7 +412,7 @@ class Value:
             raise _overflow("*", (a, b))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -377,7 +445,7 @@ class Value:
             raise _overflow("*", (a, b))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -404,7 +472,7 @@ class Value:
             raise _overflow("relu", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -434,7 +502,7 @@ class Value:
             raise _overflow("tanh", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -464,7 +532,7 @@ class Value:
             raise _overflow("sigmoid", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -497,7 +565,7 @@ class Value:
             raise _overflow("-", (a, b))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -530,7 +598,7 @@ class Value:
             raise _overflow("-", (a, b))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -557,7 +625,7 @@ class Value:
             raise _overflow("neg", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -587,7 +655,7 @@ class Value:
             raise _overflow("exp", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -619,7 +687,7 @@ class Value:
             raise _overflow("log", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -655,7 +723,7 @@ class Value:
             raise _overflow("/", (a, b))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -691,7 +759,7 @@ class Value:
             raise _overflow("/", (a, b))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -731,7 +799,7 @@ class Value:
             raise _overflow("**", (a, b))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -771,7 +839,7 @@ class Value:
             raise _overflow("**", (a, b))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -803,7 +871,7 @@ class Value:
             raise _overflow("sqrt", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -833,7 +901,7 @@ class Value:
             raise _overflow("abs", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -864,7 +932,7 @@ class Value:
             raise _overflow("sin", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -894,7 +962,7 @@ class Value:
             raise _overflow("cos", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -924,7 +992,7 @@ class Value:
             raise _overflow("softplus", (a,))
         node = _new(Value)
         node._data = out
-        node.grad = 0.0
+        node._grad = 0.0
         node.label = ""
         node._pass = 0
         if not _threads_without_grad or _grad_mode.enabled:
@@ -946,16 +1014,20 @@ class Value:
     # --- comparisons read .data; == and hash stay identity (Values are dict keys) -
 
     def __lt__(self, other: Operand) -> bool:
-        return self._data < _data_of(other)
+        y = _data_of(other)
+        return NotImplemented if y is NotImplemented else _compare(self, "<", other, self._data < y)
 
     def __le__(self, other: Operand) -> bool:
-        return self._data <= _data_of(other)
+        y = _data_of(other)
+        return NotImplemented if y is NotImplemented else _compare(self, "<=", other, self._data <= y)
 
     def __gt__(self, other: Operand) -> bool:
-        return self._data > _data_of(other)
+        y = _data_of(other)
+        return NotImplemented if y is NotImplemented else _compare(self, ">", other, self._data > y)
 
     def __ge__(self, other: Operand) -> bool:
-        return self._data >= _data_of(other)
+        y = _data_of(other)
+        return NotImplemented if y is NotImplemented else _compare(self, ">=", other, self._data >= y)
 
     # --- micrograd's names, for its programs and notebooks (tinygrad_bp.micrograd) ---
 
@@ -990,21 +1062,27 @@ class Value:
     # --- conversions --------------------------------------------------------
 
     def __float__(self) -> float:
-        return self.data
+        escaped(self, "__float__()")
+        return self._data
 
     def __bool__(self) -> bool:
         """False for 0.0, as ``bool(torch.tensor(0.0))`` and ``bool(0.0)``: ``if loss:`` reads the data."""
-        return self.data != 0.0
+        escaped(self, "__bool__()")
+        return self._data != 0.0
 
     def item(self) -> float:
         """The value as a Python float (as ``torch.Tensor.item``)."""
-        return self.data
+        escaped(self, "item()")
+        return self._data
 
     def __format__(self, spec: str) -> str:
-        return format(self.data, spec) if spec else repr(self)
+        if not spec:
+            return repr(self)
+        escaped(self, "__format__()")
+        return format(self._data, spec)
 
     def __repr__(self) -> str:
-        parts = [f"data={self.data!r}", f"grad={self.grad!r}"]
+        parts = [f"data={self._data!r}", f"grad={self._grad!r}"]
         if self.label:
             parts.append(f"label={self.label!r}")
         if self.op:
@@ -1015,7 +1093,8 @@ class Value:
 
     def detach(self) -> Value:
         """A new leaf with the same data that records nothing and needs no gradient."""
-        return Value(self.data, self.label, requires_grad=False)
+        escaped(self, "detach()")
+        return Value(self._data, self.label, requires_grad=False)
 
     # --- the backward pass ----------------------------------------------------
 
@@ -1030,13 +1109,28 @@ class Value:
         backward(self, gradient)
 
 
-def _data_of(x: object) -> float:
-    """The float inside a Value or a number, for comparisons."""
+def _data_of(x: object) -> Any:
+    """What a Value compares with: the float of a Value, an int as it is, another real as a float.
+
+    Python compares a float with any int exactly (even 10**400). Anything else
+    gives NotImplemented, so ``Value(1.0) < "x"`` raises Python's own TypeError.
+    """
     if isinstance(x, Value):
-        return x.data
+        return x._data
+    if isinstance(x, int):
+        return x
     if isinstance(x, numbers.Real):
         return float(x)
-    return NotImplemented  # type: ignore[return-value]
+    return NotImplemented
+
+
+def _compare(subject: Value, op: str, other: object, result: bool) -> bool:
+    """``result`` of ``subject <op> other``, reported to this thread's trace observer if any."""
+    if _threads_observed:
+        observer = _trace_hook.observer
+        if observer is not None:
+            observer.compare(subject, op, other, bool(result))
+    return result
 
 
 def constant(data: Number, label: str = "") -> Value:
