@@ -124,11 +124,11 @@ def demo(out_dir: Path, steps: int, progress: bool) -> int:
     print(explain(error, w1))
 
     _heading("All eight gradients, and the weights after one step (lr 0.5)")
-    rows = [
+    updates = [
         (f"w{i + 1}", f"{w.data:.2f}", f"{w.grad:.15f}", f"{w.data - example.lr * w.grad:.15f}")
         for i, w in enumerate(example.weights)
     ]
-    _table(rows, ("weight", "old", "dE/dw", "new"))
+    _table(updates, ("weight", "old", "dE/dw", "new"))
     _write_pictures(error, out_dir)
 
     _heading(f"Training: {steps:,} steps of gradient descent")

@@ -145,9 +145,10 @@ def _binary_method(d: Definition, method: str) -> list[str]:
         f"    def {method}(self, other: Operand) -> Value:",
         *_docstring(d, " " * 8, first, second),
         "        if type(other) is not Value:",
-        f"            other = _operand(other, {_q(d.name)})  # type: ignore[assignment]",
-        "            if other is None:",
+        f"            converted = _operand(other, {_q(d.name)})",
+        "            if converted is None:",
         "                return NotImplemented",
+        "            other = converted",
         f"        {a} = {first}._data",
         f"        {b} = {second}._data",
     ]

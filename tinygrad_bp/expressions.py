@@ -334,7 +334,8 @@ def _element(tree: ast.expr, groups: Sequence[str]) -> ast.expr:
         def visit_Name(self, node: ast.Name) -> ast.AST:
             return ast.Name(node.id + "_", node.ctx) if node.id in groups else node
 
-    return Rename().visit(tree)
+    renamed: ast.expr = Rename().visit(tree)
+    return renamed
 
 
 def _zip_generator(groups: Sequence[str]) -> ast.comprehension:

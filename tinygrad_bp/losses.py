@@ -32,7 +32,7 @@ Scalars = Union[Scalar, Sequence[Scalar]]
 def _as_list(x: Scalars) -> list[Scalar]:
     """One number or Value as a list of one, any other iterable as a list."""
     if isinstance(x, (Value, numbers.Real)):
-        return [x]  # type: ignore[list-item]
+        return [x]
     return list(x)  # type: ignore[arg-type]
 
 

@@ -238,7 +238,8 @@ def _read_module_file(path: str | os.PathLike[str], cls: type) -> dict[str, Any]
     if document.get("module") != cls.__name__:
         msg = f"load: the file holds a {document.get('module')!r}, not a {cls.__name__!r}"
         raise ValueError(msg)
-    return document
+    checked: dict[str, Any] = document
+    return checked
 
 
 class Neuron(Module):

@@ -105,7 +105,8 @@ class Rule:
             self._arrays["array"] = compile_expressions(
                 d.name, Signature(d.inputs), d.forward, d.derivatives, "array", array_namespace()
             )
-        return self._arrays["array"]  # type: ignore[no-any-return]
+        forms: tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]] = self._arrays["array"]
+        return forms
 
 
 def formula(definition: Definition) -> str:

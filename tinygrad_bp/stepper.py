@@ -218,7 +218,8 @@ def _freeze(raw: list[tuple[Value, float, list[list[Any]]]], fmt: _Format, start
     steps = []
     for k, (node, upstream, entries) in enumerate(raw):
         contributions = tuple(
-            Contribution(*entry, complete=last[id(entry[1])] == (k, j)) for j, entry in enumerate(entries)
+            Contribution(*entry, complete=last[id(entry[1])] == (k, j))  # type: ignore[misc]  # entry: 6 fields
+            for j, entry in enumerate(entries)
         )
         steps.append(BackwardStep(start + k, node, upstream, contributions, fmt))
     return steps

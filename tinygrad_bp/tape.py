@@ -504,13 +504,22 @@ class _Kernel:
         return f"level {self.level}: {len(self.nodes)} x {self.op} ({where})"
 
 
+def _array_forms(rule: Rule) -> tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]]:
+    """The rule's NumPy forward and local derivatives (a table row has them; a custom rule does not)."""
+    forms = rule.array()
+    if forms is None:
+        msg = f"{rule.name}: a custom operation has no array form (it runs element by element)"
+        raise TypeError(msg)
+    return forms
+
+
 class _Pointwise(_Kernel):
     """A built-in operation of fixed arity over (k, batch) rows: its rule's array form, elementwise."""
 
-    def __init__(self, rule: Rule, operands: list[_Rows], *args: Any) -> None:
+    def __init__(self, rule: Rule, operands: list[Operand], *args: Any) -> None:
         super().__init__(*args)
         self.op, self.operands = rule.name, operands
-        self.fn, self.local = rule.array()  # type: ignore[misc]
+        self.fn, self.local = _array_forms(rule)
 
     def forward(self, stores: list[np.ndarray]) -> Any:
         values = [x.take(stores) for x in self.operands]
@@ -540,7 +549,7 @@ class _Reduction(_Kernel):
         super().__init__(*args)
         self.op, self.parts, self.shared = rule.name, parts, shared
         self.is_group = rule.signature.is_group
-        self.fn, self.local = rule.array()  # type: ignore[misc]
+        self.fn, self.local = _array_forms(rule)
 
     def _take(self, stores: list[np.ndarray]) -> list[np.ndarray]:
         values = []
@@ -565,7 +574,7 @@ class _Reduction(_Kernel):
             if not self.is_group[j]:
                 target.add(grads, _times(g, d))
             elif shared is not None:
-                target.add(grads, _sum_over_nodes(g, d, target.flat.size))
+                target.add(grads, _sum_over_nodes(g, d, shared.flat.size))
             else:
                 target.add(grads, _group_contribution(g, d, part))
 
@@ -598,11 +607,12 @@ def _group_contribution(g: np.ndarray, d: Any, part: Operand) -> np.ndarray:
 class _Elementwise(_Kernel):
     """A custom operation: its rule's forward/local functions, element by element (np.vectorize)."""
 
-    def __init__(self, rule: Rule, operands: list[_Rows], *args: Any) -> None:
+    def __init__(self, rule: Rule, operands: list[Operand], *args: Any) -> None:
         super().__init__(*args)
         self.op, self.rule, self.operands = rule.name, rule, operands
         arity = len(operands)
         self.fn = np.vectorize(_checked_forward(rule), otypes=[float])
+        self.local: Any
         local = _checked_local(rule)
         if arity == 1:
             self.local = np.vectorize(lambda out, x: local(out, x)[0], otypes=[float])
@@ -756,14 +766,14 @@ def _make_kernel(
         for (lo, hi), is_group in zip(spans, rule.signature.is_group)
     ]
     groups = [j for j, is_group in enumerate(rule.signature.is_group) if is_group]
-    stores = {j: parts[j].store if isinstance(parts[j], _Rows) else None for j in groups}
+    stores = {j: part.store if isinstance(part := parts[j], _Rows) else None for j in groups}
     shared = {}
     if _U in stores.values():
         for j in groups:
             block = args[:, spans[j][0] : spans[j][1]]
             if stores[j] == _V and (block == block[0]).all():
                 shared[j] = _operand(block[0], varying, row, needs)  # every node reads the same x
-    return _Reduction(rule, parts, shared, nodes, *out)  # type: ignore[arg-type]
+    return _Reduction(rule, parts, shared, nodes, *out)  # type: ignore[arg-type]  # shared: _Rows only
 
 
 def _compile(graph: _Graph) -> _Plan:

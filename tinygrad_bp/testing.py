@@ -56,7 +56,7 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 try:
     from hypothesis import strategies as st
@@ -472,7 +472,7 @@ def _step_interval(step: Step, bounds: Sequence[Interval]) -> Interval:
 
 # --- the generator ------------------------------------------------------------------------------
 
-_Draw = Callable[[st.SearchStrategy], object]
+_Draw = Callable[[st.SearchStrategy[Any]], Any]
 
 
 class _Graph:
@@ -773,11 +773,11 @@ def _step_text(step: Step, texts: Sequence[tuple[str, bool]]) -> tuple[str, bool
     """The source of one step from its arguments' sources; atomic texts need no parentheses."""
 
     def plain(a: Arg) -> str:
-        return texts[a][0] if type(a) is int else _constant_text(a)  # type: ignore[index]
+        return texts[a][0] if type(a) is int else _constant_text(a)
 
     def operand(a: Arg) -> str:
-        if type(a) is int and not texts[a][1]:  # type: ignore[index]
-            return f"({texts[a][0]})"  # type: ignore[index]
+        if type(a) is int and not texts[a][1]:
+            return f"({texts[a][0]})"
         return plain(a)
 
     args = step.args

@@ -25,7 +25,7 @@ import random
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar, Union, overload
+from typing import Any, Literal, NamedTuple, TypeVar, Union, overload
 
 from . import losses as _losses
 from .nn import MLP, Layer, Module, Neuron
@@ -51,7 +51,7 @@ __all__ = [
 
 T = TypeVar("T")
 Output = Union[Value, list[Value]]
-History = dict[str, list[float]]
+History = dict[str, list[Any]]  # floats per epoch; "engine": which engine ran each epoch
 
 
 def _rng(seed: int | random.Random | None) -> random.Random:
@@ -126,12 +126,12 @@ def _one_hot(target: Any, n: int) -> list[float]:
     """An int class index as a one-hot list of length n; a list is returned unchanged."""
     if isinstance(target, (list, tuple)):
         return [float(t) for t in target]
-    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= target < n:
+    if isinstance(target, bool) or not isinstance(target, numbers.Integral) or not 0 <= int(target) < n:
         raise ValueError(f"a class index in [0, {n}) or a list of {n} targets is needed, got {target!r}")
     return [1.0 if k == target else 0.0 for k in range(n)]
 
 
-def _squared(loss_fn: Callable[[Any, Any], Value]) -> Callable[[Output, Any], Value]:
+def _squared(loss_fn: Callable[..., Any]) -> Callable[[Output, Any], Value]:
     """A squared-error loss over a scalar output or an output vector (int targets one-hot)."""
 
     def loss(out: Output, target: Any) -> Value:
@@ -341,7 +341,7 @@ _LOSS_NAMES: dict[Callable[..., Value], str] = {
 _tape_objectives: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
-def _tape_check(model: Any, objective: Objective) -> str:
+def _tape_check(model: Any, objective: Objective) -> Literal["none", "first", "all"]:
     """How the tape re-checks the graph's structure on each batch (see :func:`tinygrad_bp.tape.trace`).
 
     The library's own modules and losses build the same graph for every sample, so their tape

@@ -271,8 +271,10 @@ class Value:
     _data: float
     _grad: Any
     label: str
-    _a: Value | None
-    _b: Any  # the second operand, None, or (when _a is None) the tuple of all operands
+    # Typed Any on purpose: the engine's hot loops read them without narrowing; ``inputs`` is the
+    # typed view (_a: the first operand or None; _b: the second, None, or the tuple of all).
+    _a: Any
+    _b: Any
     _pass: int
     _pending: int
     _upstream: Any
@@ -320,7 +322,7 @@ class Value:
         """The operands in argument order; a repeated operand is repeated (``(a * a).inputs == (a, a)``)."""
         a = self._a
         if a is None:
-            return self._b  # type: ignore[no-any-return]
+            return self._b  # type: ignore[no-any-return]  # _b holds the tuple of operands here
         b = self._b
         return (a,) if b is None else (a, b)
 
@@ -336,9 +338,10 @@ class Value:
         d out/db = 1.0
         """
         if type(other) is not Value:
-            other = _operand(other, "+")  # type: ignore[assignment]
-            if other is None:
+            converted = _operand(other, "+")
+            if converted is None:
                 return NotImplemented
+            other = converted
         a = self._data
         b = other._data
         out = a + b
@@ -369,9 +372,10 @@ class Value:
         d out/db = 1.0
         """
         if type(other) is not Value:
-            other = _operand(other, "+")  # type: ignore[assignment]
-            if other is None:
+            converted = _operand(other, "+")
+            if converted is None:
                 return NotImplemented
+            other = converted
         a = other._data
         b = self._data
         out = a + b
@@ -402,9 +406,10 @@ class Value:
         d out/db = a
         """
         if type(other) is not Value:
-            other = _operand(other, "*")  # type: ignore[assignment]
-            if other is None:
+            converted = _operand(other, "*")
+            if converted is None:
                 return NotImplemented
+            other = converted
         a = self._data
         b = other._data
         out = a * b
@@ -435,9 +440,10 @@ class Value:
         d out/db = a
         """
         if type(other) is not Value:
-            other = _operand(other, "*")  # type: ignore[assignment]
-            if other is None:
+            converted = _operand(other, "*")
+            if converted is None:
                 return NotImplemented
+            other = converted
         a = other._data
         b = self._data
         out = a * b
@@ -555,9 +561,10 @@ class Value:
         d out/db = -1.0
         """
         if type(other) is not Value:
-            other = _operand(other, "-")  # type: ignore[assignment]
-            if other is None:
+            converted = _operand(other, "-")
+            if converted is None:
                 return NotImplemented
+            other = converted
         a = self._data
         b = other._data
         out = a - b
@@ -588,9 +595,10 @@ class Value:
         d out/db = -1.0
         """
         if type(other) is not Value:
-            other = _operand(other, "-")  # type: ignore[assignment]
-            if other is None:
+            converted = _operand(other, "-")
+            if converted is None:
                 return NotImplemented
+            other = converted
         a = other._data
         b = self._data
         out = a - b
@@ -710,9 +718,10 @@ class Value:
         d out/db = -out / b
         """
         if type(other) is not Value:
-            other = _operand(other, "/")  # type: ignore[assignment]
-            if other is None:
+            converted = _operand(other, "/")
+            if converted is None:
                 return NotImplemented
+            other = converted
         a = self._data
         b = other._data
         try:
@@ -746,9 +755,10 @@ class Value:
         d out/db = -out / b
         """
         if type(other) is not Value:
-            other = _operand(other, "/")  # type: ignore[assignment]
-            if other is None:
+            converted = _operand(other, "/")
+            if converted is None:
                 return NotImplemented
+            other = converted
         a = other._data
         b = self._data
         try:
@@ -782,9 +792,10 @@ class Value:
         d out/db = out * log(a) if a > 0.0 else (0.0 if a == 0.0 else nan)
         """
         if type(other) is not Value:
-            other = _operand(other, "**")  # type: ignore[assignment]
-            if other is None:
+            converted = _operand(other, "**")
+            if converted is None:
                 return NotImplemented
+            other = converted
         a = self._data
         b = other._data
         if not (a != 0.0 or b >= 0.0):
@@ -822,9 +833,10 @@ class Value:
         d out/db = out * log(a) if a > 0.0 else (0.0 if a == 0.0 else nan)
         """
         if type(other) is not Value:
-            other = _operand(other, "**")  # type: ignore[assignment]
-            if other is None:
+            converted = _operand(other, "**")
+            if converted is None:
                 return NotImplemented
+            other = converted
         a = other._data
         b = self._data
         if not (a != 0.0 or b >= 0.0):
@@ -1314,7 +1326,7 @@ def linear(weights: Sequence[Operand], inputs: Sequence[Operand], bias: Operand 
         raise ValueError(msg)
     operands = (*weights, *inputs, bias)
     try:
-        return _record_linear(operands)
+        return _record_linear(operands)  # type: ignore[arg-type]  # a number fails on ._data: below
     except AttributeError:  # a number among the operands (it has no ._data): make it a constant
         return _record_linear(tuple([x if type(x) is Value else as_value(x) for x in operands]))
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine import Value
+
+if TYPE_CHECKING:
+    from tinygrad_bp.value import Value as _Value
 
 __all__ = ["MLP", "Layer", "Module", "Neuron"]
 
@@ -39,9 +42,9 @@ class Neuron(Module):
         self.b = Value(0)
         self.nonlin = nonlin
 
-    def __call__(self, x: Sequence[Any]) -> Value:
+    def __call__(self, x: Sequence[Any]) -> _Value:
         """The neuron's output for inputs ``x`` (Values or numbers)."""
-        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        act: _Value = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
         return act.relu() if self.nonlin else act
 
     def parameters(self) -> list[Value]:
@@ -58,7 +61,7 @@ class Layer(Module):
     def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
-    def __call__(self, x: Sequence[Any]) -> Value | list[Value]:
+    def __call__(self, x: Sequence[Any]) -> _Value | list[_Value]:
         """Every neuron's output: a Value for one neuron, else a list."""
         out = [n(x) for n in self.neurons]
         return out[0] if len(out) == 1 else out
