@@ -17,7 +17,7 @@ from tinygrad_bp.display import svg_size
 from tinygrad_bp.errors import GraphTooLargeError
 from tinygrad_bp.nn import MLP
 from tinygrad_bp.stepper import BackwardStep, ForwardStep, Stepper
-from tinygrad_bp.stepper_view import CURRENT_CLASS
+from tinygrad_bp.stepper.view import CURRENT_CLASS
 from tinygrad_bp.testing import expressions
 from tinygrad_bp.worked_example import build as build_worked_example
 

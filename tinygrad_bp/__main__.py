@@ -10,23 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-
-EXTRA_HINT = "pip install 'tinygrad_bp[{extra}]'"
-
-
-class MissingExtraError(Exception):
-    """An optional dependency of a command is not installed; the message names the extra."""
-
-
-def _require(module: str, extra: str) -> Any:
-    """Import ``module`` or raise MissingExtraError naming the extra that installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        msg = f"this command needs {module}, which is not installed: {EXTRA_HINT.format(extra=extra)}"
-        raise MissingExtraError(msg) from None
+from .extras import MissingExtraError
 
 
 def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:

@@ -48,8 +48,8 @@ def _moons(seed: int) -> Setup:
 
 
 def _digits(seed: int) -> Setup:
-    from .__main__ import MissingExtraError
     from .data import load_digits
+    from .extras import MissingExtraError
 
     try:
         X, y, X_test, y_test = load_digits(test_fraction=0.2, seed=seed)
@@ -66,7 +66,7 @@ def _optimizer(name: str, model: MLP, lr: float, momentum: float) -> Optimizer:
 
 def _loss_curve(history: dict[str, list[float]], path: Path, title: str) -> Path:
     """Plot loss (and accuracy) per epoch to a PNG."""
-    from .__main__ import _require
+    from .extras import require as _require
 
     matplotlib = _require("matplotlib", "train")
     matplotlib.use("Agg")

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 from .errors import NonDifferentiableError, OperationOverflowError, UnusedInputError
 from .expressions import FLOAT
 from .rules import RULES
-from .value import Value, _operand, _set_grad_enabled, constant, escaped
+from .value import Value, _operand, _set_grad_enabled, constant, escaped, use_engine
 
 __all__ = [
     "BackwardStep",
@@ -505,6 +505,9 @@ def backward(root: Value, gradient: float = 1.0) -> None:
             node._grad = node._upstream
         for node in leaves:
             node._grad += node._upstream
+
+
+use_engine(backward)  # Value.backward() runs this pass
 
 
 # --- the fast path's loop, generated from the rule table ------------------------------------------

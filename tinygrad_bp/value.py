@@ -151,6 +151,30 @@ def enable_grad() -> Iterator[None]:
         _set_grad_enabled(enabled=previous)
 
 
+# --- the engine's pass: the value layer records, the engine runs backward ----------------------
+
+
+class _EngineHook:
+    """Where ``Value.backward`` finds the backward pass: set once by tinygrad_bp.engine at import."""
+
+    @staticmethod
+    def backward(root: Value, gradient: Number) -> None:  # noqa: ARG004 - the pass's signature
+        msg = "Value.backward: import tinygrad_bp (its engine runs the backward pass)"
+        raise RuntimeError(msg)
+
+
+_engine: Any = _EngineHook()
+
+
+def use_engine(backward: Callable[[Value, Number], None]) -> None:
+    """Hand the value layer the backward pass (the engine calls this once, when it is imported).
+
+    Data flows one way: the engine reads the graphs this layer records, and
+    this layer never imports the engine.
+    """
+    _engine.backward = backward
+
+
 # --- the trace hook: how tinygrad_bp.tape learns what a traced function does with values --------
 
 
@@ -1114,11 +1138,11 @@ class Value:
         """Reverse mode from this node: add d(self)/d(leaf) * gradient into every leaf's ``.grad``.
 
         Leaves that require grad accumulate across calls; an intermediate
-        node's ``.grad`` is set to this pass's value.
+        node's ``.grad`` is set to this pass's value. The pass is the engine's
+        (:func:`tinygrad_bp.engine.backward`, which the engine hands to the
+        value layer when it is imported: the value layer never imports it).
         """
-        from .engine import backward
-
-        backward(self, gradient)
+        _engine.backward(self, gradient)
 
 
 def _data_of(x: object) -> Any:

@@ -17,8 +17,8 @@ import html
 import json
 from typing import TYPE_CHECKING
 
-from .display import svg_img
-from .errors import GraphTooLargeError, GraphvizNotFoundError, LayoutError
+from tinygrad_bp.display import svg_img
+from tinygrad_bp.errors import GraphTooLargeError, GraphvizNotFoundError, LayoutError
 
 if TYPE_CHECKING:
     from .stepper import Stepper

@@ -25,12 +25,15 @@ from typing import TYPE_CHECKING
 
 import graphviz
 
-from . import layout, viz
-from .engine import toposort
-from .errors import GraphTooLargeError
+from tinygrad_bp import layout, viz
+from tinygrad_bp.engine import toposort
+from tinygrad_bp.errors import GraphTooLargeError
+
+from .steps import BackwardStep
 
 if TYPE_CHECKING:
-    from .stepper import Step, Stepper
+    from .stepper import Stepper
+    from .steps import Step
     from .value import Value
 
 __all__ = [
@@ -86,8 +89,6 @@ def _fill(node: Value) -> str:
 
 def _operand_edge(step: Step, i: int, repeated: bool) -> str:
     """The text on the edge of operand occurrence ``i``: its position if repeated, its local derivative."""
-    from .stepper import BackwardStep  # stepper imports this module
-
     parts = [f"[{i}]"] if repeated else []
     if isinstance(step, BackwardStep):
         locals_ = {c.argument: c.local for c in step.contributions}

@@ -8,7 +8,7 @@ overview of the whole graph, then the step's arithmetic on lines that never
 wrap.
 
 Stored in a notebook and opened without a kernel (or untrusted), the control
-shows :func:`~tinygrad_bp.stepper_page.static_step` instead: its first step
+shows :func:`~tinygrad_bp.stepper.page.static_step` instead: its first step
 as pictures and text, never the widget's ``repr``.
 """
 
@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from .errors import GraphvizNotFoundError, LayoutError
-from .stepper_page import static_step
-from .viz import _natural
+from tinygrad_bp.errors import GraphvizNotFoundError, LayoutError
+from tinygrad_bp.viz import _natural
+
+from .page import static_step
 
 if TYPE_CHECKING:
     from .stepper import Stepper
