@@ -357,7 +357,7 @@ def _tape_check(model: Any, objective: Objective) -> Literal["none", "first", "a
 
 def _tape_objective(model: Any, objective: Objective) -> Any:
     """The cached :class:`~tinygrad_bp.tape.BatchObjective` of this model and loss."""
-    from .tape import BatchObjective, model_cache
+    from .tape.objectives import BatchObjective, model_cache
 
     cache = model_cache(model, "_tinygrad_bp_fit_tapes", _tape_objectives)
     if objective.loss not in cache:

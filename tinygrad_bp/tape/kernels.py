@@ -1,0 +1,453 @@
+"""Compiling a Wengert list into array kernels: rows, the table's array forms, grouping by level."""
+
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+from tinygrad_bp.errors import NonDifferentiableError
+from tinygrad_bp.value import _failed
+
+try:
+    import numpy as np
+except ImportError as _error:  # pragma: no cover - depends on the environment
+    raise ImportError("tinygrad_bp.tape needs numpy: pip install 'tinygrad_bp[numpy]'") from _error
+
+from .recording import _U, _V, Instruction, _Graph
+
+if TYPE_CHECKING:
+    from tinygrad_bp.rules import Rule
+
+# =================================================================================================
+# Operands: the rows a kernel reads, and where its gradient contributions go
+# =================================================================================================
+
+
+def _as_slice(flat: np.ndarray) -> slice | None:
+    """``flat`` as a slice when it is a run of consecutive rows."""
+    if flat.size and flat[-1] - flat[0] == flat.size - 1 and (flat.size == 1 or (np.diff(flat) == 1).all()):
+        return slice(int(flat[0]), int(flat[-1]) + 1)
+    return None
+
+
+class _Rows:
+    """The rows ``idx`` (any shape) of one store: read by ``take``, gradients added by ``add``."""
+
+    def __init__(self, store: int, idx: np.ndarray, needs: tuple[bool, bool]) -> None:
+        self.store = store
+        self.idx = np.asarray(idx, dtype=np.intp)
+        self.flat = self.idx.ravel()
+        self.sl = _as_slice(self.flat)
+        self.unique = np.unique(self.flat).size == self.flat.size
+        self.needs = needs  # (without, with) gradients of the inputs
+
+    def take(self, stores: Sequence[np.ndarray]) -> np.ndarray:
+        """The values, shape ``idx.shape + (batch or 1,)``: a view when the rows are consecutive."""
+        s = stores[self.store]
+        if self.sl is None:
+            return s[self.idx]
+        if self.idx.ndim == 1:
+            return s[self.sl]
+        return s[self.sl].reshape(*self.idx.shape, s.shape[1])
+
+    def add(self, grads: Sequence[np.ndarray], contribution: np.ndarray) -> None:
+        """Add ``contribution`` into the gradient rows.
+
+        ``contribution`` has shape ``idx.shape + (batch or 1,)``, or is broadcastable to it; the
+        contributions to a uniform node are summed over the batch (d/dp of sum_i L_i).
+        """
+        c = contribution
+        if c.ndim != 2 or c.shape[0] != self.flat.size:
+            c = np.broadcast_to(c, (*self.idx.shape, c.shape[-1])).reshape(self.flat.size, c.shape[-1])
+        if self.store == _U and c.shape[1] != 1:
+            c = c.sum(axis=1, keepdims=True)
+        g = grads[self.store]
+        if self.sl is not None:
+            g[self.sl] += c
+        elif self.unique:
+            g[self.flat] += c
+        else:
+            np.add.at(g, self.flat, c)
+
+
+class _MixedRows:
+    """Rows of a block whose entries are partly per-sample (V) and partly uniform (U)."""
+
+    def __init__(self, idx: np.ndarray, is_v: np.ndarray, needs: tuple[bool, bool]) -> None:
+        self.shape = idx.shape
+        flat, mask = idx.ravel(), is_v.ravel()
+        self.pos_v, self.pos_u = np.flatnonzero(mask), np.flatnonzero(~mask)
+        self.v = _Rows(_V, flat[mask], needs)
+        self.u = _Rows(_U, flat[~mask], needs)
+        self.needs = needs
+
+    def take(self, stores: Sequence[np.ndarray]) -> np.ndarray:
+        batch = stores[_V].shape[1]
+        out = np.empty((self.pos_v.size + self.pos_u.size, batch))
+        out[self.pos_v] = self.v.take(stores)
+        out[self.pos_u] = self.u.take(stores)
+        return out.reshape(*self.shape, batch)
+
+    def add(self, grads: Sequence[np.ndarray], contribution: np.ndarray) -> None:
+        c = np.broadcast_to(contribution, (*self.shape, contribution.shape[-1]))
+        c = c.reshape(-1, c.shape[-1])
+        self.v.add(grads, c[self.pos_v])
+        self.u.add(grads, c[self.pos_u])
+
+
+Operand = Union[_Rows, _MixedRows]
+
+
+# =================================================================================================
+# Kernels: one array operation over a group of instructions, from the rule table's array forms
+# =================================================================================================
+# Each built-in operation's array forward and local derivatives are compiled from its row of the
+# rule table (Rule.array()); nothing here restates a derivative. A kernel only decides HOW to
+# apply them to a block of rows: broadcasting, and a matrix product where a layer allows one.
+
+
+def _times(g: np.ndarray, d: Any) -> np.ndarray:
+    """g * d, without a multiplication by the constants 1 and -1."""
+    if isinstance(d, float):
+        return g if d == 1.0 else -g if d == -1.0 else g * d
+    return g * d
+
+
+class _Kernel:
+    """The instructions ``nodes`` of one level and one operation, evaluated as one array operation.
+
+    Their outputs are the consecutive rows ``out`` of store ``store``.
+    """
+
+    op = "?"
+
+    def __init__(
+        self, nodes: list[int], store: int, out: slice, level: int, active: tuple[bool, bool]
+    ) -> None:
+        self.nodes = nodes
+        self.store = store
+        self.out = out
+        self.level = level
+        self.active = active  # does the backward pass need this kernel (without, with input grads)?
+
+    def forward(self, stores: list[np.ndarray]) -> Any:
+        """Compute and store the outputs; return what :meth:`backward` needs."""
+        raise NotImplementedError
+
+    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
+        """Add the gradient contributions to the operands' gradient rows."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for :meth:`Tape.kernels`."""
+        where = "per sample" if self.store == _V else "once per batch"
+        return f"level {self.level}: {len(self.nodes)} x {self.op} ({where})"
+
+
+def _array_forms(rule: Rule) -> tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]]:
+    """The rule's NumPy forward and local derivatives (a table row has them; a custom rule does not)."""
+    forms = rule.array()
+    if forms is None:
+        msg = f"{rule.name}: a custom operation has no array form (it runs element by element)"
+        raise TypeError(msg)
+    return forms
+
+
+class _Pointwise(_Kernel):
+    """A built-in operation of fixed arity over (k, batch) rows: its rule's array form, elementwise."""
+
+    def __init__(self, rule: Rule, operands: list[Operand], *args: Any) -> None:
+        super().__init__(*args)
+        self.op, self.operands = rule.name, operands
+        self.fn, self.local = _array_forms(rule)
+
+    def forward(self, stores: list[np.ndarray]) -> Any:
+        values = [x.take(stores) for x in self.operands]
+        stores[self.store][self.out] = self.fn(*values)
+        return values
+
+    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
+        g = grads[self.store][self.out]
+        derivatives = self.local(stores[self.store][self.out], *saved)
+        for operand, d in zip(self.operands, derivatives):
+            if operand.needs[mode]:
+                operand.add(grads, _times(g, d))
+
+
+class _Reduction(_Kernel):
+    """A built-in operation over groups (``linear``, ``sum``, ``sse``, ...) for nodes of one width.
+
+    Group operands are (k, n, batch or 1) blocks, single ones (k, batch or 1).
+    When every node reads the same per-sample group (``shared``: a layer, all
+    neurons reading the same x), that group is one (1, n, batch) block, and
+    the array forms turn into matrix products: out = W @ X + b, and the
+    contributions to W (summed over the batch) and to X (summed over the
+    neurons) are G @ X^T and W^T @ G.
+    """
+
+    def __init__(self, rule: Rule, parts: list[Operand], shared: dict[int, _Rows], *args: Any) -> None:
+        super().__init__(*args)
+        self.op, self.parts, self.shared = rule.name, parts, shared
+        self.is_group = rule.signature.is_group
+        self.fn, self.local = _array_forms(rule)
+
+    def _take(self, stores: list[np.ndarray]) -> list[np.ndarray]:
+        values = []
+        for j, part in enumerate(self.parts):
+            shared = self.shared.get(j)
+            values.append(shared.take(stores)[None] if shared is not None else part.take(stores))
+        return values
+
+    def forward(self, stores: list[np.ndarray]) -> Any:
+        values = self._take(stores)
+        stores[self.store][self.out] = self.fn(*values)
+        return values
+
+    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
+        g = grads[self.store][self.out]
+        derivatives = self.local(stores[self.store][self.out], *saved)
+        for j, (part, d) in enumerate(zip(self.parts, derivatives)):
+            shared = self.shared.get(j)
+            target = shared if shared is not None else part
+            if not target.needs[mode]:
+                continue
+            if not self.is_group[j]:
+                target.add(grads, _times(g, d))
+            elif shared is not None:
+                target.add(grads, _sum_over_nodes(g, d, shared.flat.size))
+            else:
+                target.add(grads, _group_contribution(g, d, part))
+
+    def describe(self) -> str:
+        k = len(self.nodes)
+        if not self.shared:
+            return f"{super().describe()}: broadcast products"
+        n = next(iter(self.shared.values())).flat.size
+        return f"{super().describe()}, n={n}: one ({k}x{n}) @ ({n}xB) matrix product"
+
+
+def _sum_over_nodes(g: np.ndarray, d: Any, n: int) -> np.ndarray:
+    """sum_k g[k] * d[k, i]: the contribution to each element of a group every node reads, (n, batch)."""
+    if isinstance(d, float):
+        return np.broadcast_to(_times(g, d).sum(axis=0), (n, g.shape[1]))
+    if d.shape[-1] == 1:  # d does not vary per sample: one (n, k) @ (k, batch) product
+        return d[:, :, 0].T @ g
+    return (g[:, None, :] * d).sum(axis=0)
+
+
+def _group_contribution(g: np.ndarray, d: Any, part: Operand) -> np.ndarray:
+    """g[k] * d[k, i]: the contribution to each element of a group, (k, n, batch or 1)."""
+    if isinstance(d, float):
+        return _times(g[:, None, :], d)
+    if isinstance(part, _Rows) and part.store == _U and d.shape[0] == 1 and d.shape[-1] != 1:
+        return (g @ d[0].T)[:, :, None]  # summed over the batch: one (k, batch) @ (batch, n) product
+    return g[:, None, :] * d
+
+
+class _Elementwise(_Kernel):
+    """A custom operation: its rule's forward/local functions, element by element (np.vectorize)."""
+
+    def __init__(self, rule: Rule, operands: list[Operand], *args: Any) -> None:
+        super().__init__(*args)
+        self.op, self.rule, self.operands = rule.name, rule, operands
+        arity = len(operands)
+        self.fn = np.vectorize(_checked_forward(rule), otypes=[float])
+        self.local: Any
+        local = _checked_local(rule)
+        if arity == 1:
+            self.local = np.vectorize(lambda out, x: local(out, x)[0], otypes=[float])
+        else:
+            self.local = np.vectorize(local, otypes=[float] * arity) if arity else None
+
+    def forward(self, stores: list[np.ndarray]) -> Any:
+        values = [x.take(stores) for x in self.operands]
+        batch = stores[self.store].shape[1]
+        shape = (len(self.nodes), batch)
+        stores[self.store][self.out] = self.fn(*[np.broadcast_to(v, shape) for v in values])
+        return values
+
+    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
+        if self.local is None:
+            return
+        g = grads[self.store][self.out]
+        out = stores[self.store][self.out]
+        derivatives = self.local(out, *[np.broadcast_to(v, out.shape) for v in saved])
+        if len(self.operands) == 1:
+            derivatives = (derivatives,)
+        for operand, d in zip(self.operands, derivatives):
+            if operand.needs[mode]:
+                operand.add(grads, g * d)
+
+    def describe(self) -> str:
+        return f"{super().describe()}: custom, element by element"
+
+
+def _checked_forward(rule: Rule) -> Callable[..., float]:
+    """rule.forward, raising the engine's error (naming op and inputs) on a domain error."""
+
+    def forward(*xs: float) -> float:
+        try:
+            return float(rule.forward(*xs))
+        except (ArithmeticError, ValueError) as error:
+            raise _failed(rule.name, xs, error) from None
+
+    return forward
+
+
+def _checked_local(rule: Rule) -> Callable[..., tuple[float, ...]]:
+    """rule.local as a tuple of floats, NonDifferentiableError where it fails."""
+
+    def local(out: float, *xs: float) -> tuple[float, ...]:
+        try:
+            return tuple(float(d) for d in rule.local(out, *xs))
+        except (ArithmeticError, ValueError) as error:
+            shown = ", ".join(repr(x) for x in xs)
+            msg = f"{rule.name}: the local derivative is not finite at inputs ({shown}): {error}"
+            raise NonDifferentiableError(msg) from None
+
+    return local
+
+
+# =================================================================================================
+# Compiling a graph into kernels
+# =================================================================================================
+
+
+@dataclass
+class _Plan:
+    """The compiled batch program: where each node lives, and the kernels in topological order."""
+
+    n_v: int
+    n_u: int
+    store: np.ndarray  # node id -> _V or _U
+    row: np.ndarray  # node id -> row in its store
+    kernels: list[_Kernel]
+    needs: tuple[np.ndarray, np.ndarray]  # node id -> needs a gradient (without, with input grads)
+
+
+def _node_properties(graph: _Graph) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Per node: whether it depends on an input, its level, whether it needs a gradient (w/o, with inputs)."""
+    n_leaves, n_in, n_p = graph.n_leaves, graph.n_inputs, len(graph.params)
+    total = n_leaves + len(graph.instructions)
+    varying = np.zeros(total, dtype=bool)
+    varying[:n_in] = True
+    level = np.zeros(total, dtype=np.intp)
+    needs_p = np.zeros(total, dtype=bool)
+    needs_p[n_in : n_in + n_p] = True
+    needs_x = needs_p.copy()
+    needs_x[:n_in] = True
+    for ins in graph.instructions:
+        args = list(ins.args)
+        varying[ins.out] = varying[args].any()
+        level[ins.out] = 1 + (level[args].max() if args else 0)
+        needs_p[ins.out] = needs_p[args].any()
+        needs_x[ins.out] = needs_x[args].any()
+    return varying, level, (needs_p, needs_x)
+
+
+def _kind(ids: Sequence[int], varying: np.ndarray) -> str:
+    """'V' if every node varies per sample, 'U' if none does, else 'M' (mixed)."""
+    v = varying[list(ids)]
+    return "V" if v.all() else "U" if not v.any() else "M"
+
+
+def _is_pointwise(rule: Rule) -> bool:
+    """A kernel per operand position (fixed arity, or custom) rather than per group of operands."""
+    return rule.definition is None or rule.arity is not None
+
+
+def _group_key(ins: Instruction, rule: Rule, varying: np.ndarray, level: np.ndarray) -> tuple[Any, ...]:
+    """Instructions with equal keys become one kernel: same level, operation and operand layout.
+
+    A per-sample group read alongside a uniform one (a layer: the neurons'
+    weights and the x they all read) is keyed by its node ids too, so the
+    neurons reading the same x share a kernel and a matrix product.
+    """
+    head = (int(level[ins.out]), bool(varying[ins.out]), ins.op, len(ins.args))
+    if _is_pointwise(rule):
+        return (*head, tuple(bool(varying[a]) for a in ins.args))
+    blocks = [ins.args[a:b] for a, b in rule.signature.spans(len(ins.args))]
+    kinds = tuple(_kind(block, varying) for block in blocks)
+    groups = [j for j, is_group in enumerate(rule.signature.is_group) if is_group]
+    if any(kinds[j] == "U" for j in groups):
+        return (*head, kinds, *(blocks[j] for j in groups if kinds[j] == "V"))
+    return (*head, kinds)
+
+
+def _operand(
+    idx: np.ndarray, varying: np.ndarray, row: np.ndarray, needs: tuple[np.ndarray, np.ndarray]
+) -> Operand:
+    """The rows of the node ids ``idx`` (k, ...) as an operand."""
+    flag = (bool(needs[0][idx].any()), bool(needs[1][idx].any()))
+    v = varying[idx]
+    if v.all() and idx.size:
+        return _Rows(_V, row[idx], flag)
+    if not v.any():
+        return _Rows(_U, row[idx], flag)
+    return _MixedRows(row[idx], v, flag)
+
+
+def _make_kernel(
+    nodes: list[int], graph: _Graph, props: tuple[Any, ...], out: tuple[int, slice, int, tuple[bool, bool]]
+) -> _Kernel:
+    """The kernel of one group of instructions (all of one level, operation and layout)."""
+    varying, row, needs = props
+    rule = graph.rules[nodes[0] - graph.n_leaves]
+    args = np.array([graph.instructions[n - graph.n_leaves].args for n in nodes], dtype=np.intp)
+    args = args.reshape(len(nodes), -1)
+    if _is_pointwise(rule):
+        operands = [_operand(args[:, j], varying, row, needs) for j in range(args.shape[1])]
+        if rule.definition is None:
+            return _Elementwise(rule, operands, nodes, *out)
+        return _Pointwise(rule, operands, nodes, *out)
+    spans = rule.signature.spans(args.shape[1])
+    parts = [
+        _operand(args[:, lo:hi] if is_group else args[:, lo], varying, row, needs)
+        for (lo, hi), is_group in zip(spans, rule.signature.is_group)
+    ]
+    groups = [j for j, is_group in enumerate(rule.signature.is_group) if is_group]
+    stores = {j: part.store if isinstance(part := parts[j], _Rows) else None for j in groups}
+    shared = {}
+    if _U in stores.values():
+        for j in groups:
+            block = args[:, spans[j][0] : spans[j][1]]
+            if stores[j] == _V and (block == block[0]).all():
+                shared[j] = _operand(block[0], varying, row, needs)  # every node reads the same x
+    return _Reduction(rule, parts, shared, nodes, *out)  # type: ignore[arg-type]  # shared: _Rows only
+
+
+def _compile(graph: _Graph) -> _Plan:
+    """Group the instructions by (level, operation, operand layout) and lay the stores out.
+
+    Each group's outputs get consecutive rows, so a kernel writes one slice.
+    """
+    varying, level, needs = _node_properties(graph)
+    n_in, n_leaves = graph.n_inputs, graph.n_leaves
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for ins, rule in zip(graph.instructions, graph.rules):
+        groups.setdefault(_group_key(ins, rule, varying, level), []).append(ins.out)
+    total = n_leaves + len(graph.instructions)
+    store = np.where(varying, _V, _U)
+    row = np.zeros(total, dtype=np.intp)
+    row[:n_in] = np.arange(n_in)
+    row[n_in:n_leaves] = np.arange(n_leaves - n_in)
+    sizes = [n_in, n_leaves - n_in]
+    reaches_output = np.zeros(total, dtype=bool)
+    reaches_output[: n_leaves + graph.n_output_instructions] = True
+    layout = []
+    for key in sorted(groups, key=lambda k: k[0]):
+        nodes = groups[key]
+        s = int(store[nodes[0]])
+        row[nodes] = np.arange(sizes[s], sizes[s] + len(nodes))
+        layout.append((nodes, s, slice(sizes[s], sizes[s] + len(nodes)), key[0]))
+        sizes[s] += len(nodes)
+    kernels = []
+    for nodes, s, out, lvl in layout:
+        live = reaches_output[nodes]
+        active = (bool((needs[0][nodes] & live).any()), bool((needs[1][nodes] & live).any()))
+        kernels.append(_make_kernel(nodes, graph, (varying, row, needs), (s, out, lvl, active)))
+    return _Plan(sizes[_V], sizes[_U], store, row, kernels, needs)
+
+

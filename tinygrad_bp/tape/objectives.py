@@ -1,0 +1,269 @@
+"""Training with a tape: the batch loss of a model and its gradient in one replay."""
+
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from tinygrad_bp.errors import TapeMismatchError
+from tinygrad_bp.value import Value, apply, linear, no_grad
+
+try:
+    import numpy as np
+except ImportError as _error:  # pragma: no cover - depends on the environment
+    raise ImportError("tinygrad_bp.tape needs numpy: pip install 'tinygrad_bp[numpy]'") from _error
+
+from .tracing import trace
+
+if TYPE_CHECKING:
+    from .recording import ArrayLike, Check, Reduction, Shape
+    from .replay import Replay, Tape
+
+# =================================================================================================
+# Training: the batch objective
+# =================================================================================================
+
+
+def _as_list(out: Value | Sequence[Value]) -> list[Value]:
+    return [out] if isinstance(out, Value) else list(out)
+
+
+def _mse(out: Any, t: Any) -> Value:
+    """mean_k (o_k - t_k)^2: ONE sse node, then / K (PyTorch's mse_loss over a batch of K outputs)."""
+    o, tt = _as_list(out), _as_list(t)
+    return apply("sse", *o, *tt) / len(o)
+
+
+def _half_sse(out: Any, t: Any) -> Value:
+    """1/2 sum_k (o_k - t_k)^2 (the articles' E)."""
+    o, tt = _as_list(out), _as_list(t)
+    return apply("half_sse", *o, *tt)
+
+
+def _single(name: str, out: Any) -> Value:
+    o = _as_list(out)
+    if len(o) != 1:
+        raise ValueError(f"loss {name!r} needs a model with one output, got {len(o)}")
+    return o[0]
+
+
+def _hinge(out: Any, t: Any) -> Value:
+    """relu(1 - y s) for labels y in {-1, +1}."""
+    return (1.0 - t * _single("hinge", out)).relu()
+
+
+def _bce(out: Any, t: Any) -> Value:
+    """-(t log p + (1 - t) log(1 - p)); p of exactly 0 or 1 raises DomainError (use bce_with_logits)."""
+    p = _single("bce", out)
+    return -(t * p.log() + (1.0 - t) * (1.0 - p).log())
+
+
+def _bce_with_logits(out: Any, t: Any) -> Value:
+    """t softplus(-z) + (1 - t) softplus(z) = -(t log s(z) + (1 - t) log(1 - s(z))).
+
+    No term overflows or cancels, for any logit z (as ``losses.binary_cross_entropy_with_logits``).
+    """
+    z = _single("bce_with_logits", out)
+    return t * (-z).softplus() + (1.0 - t) * z.softplus()
+
+
+def _cross_entropy(out: Any, t: Any) -> Value:
+    """logsumexp(z) - z . onehot, with the shift m = max(z) built from operations.
+
+    m = z_1 + relu(z_2 - m_1) + ... (exact max up to rounding) keeps every e^(z - m) <= ~1; the
+    gradient through m cancels (d/dm [m + log sum e^(z-m)] = 1 - sum softmax = 0).
+    """
+    z, onehot = _as_list(out), _as_list(t)
+    m = z[0]
+    for zi in z[1:]:
+        m = m + (zi - m).relu()
+    total = apply("sum", *[(zi - m).exp() for zi in z])
+    return m + total.log() - linear(onehot, z, 0.0)
+
+
+#: Per-sample losses by name, built from operations only (no Python control flow on values).
+#: Integer class targets of a model with several outputs are one-hot encoded for
+#: ``mse``/``half_sse``/``cross_entropy``.
+LOSSES: dict[str, Callable[[Any, Any], Value]] = {
+    "mse": _mse,
+    "half_sse": _half_sse,
+    "hinge": _hinge,
+    "bce": _bce,
+    "bce_with_logits": _bce_with_logits,
+    "cross_entropy": _cross_entropy,
+}
+
+
+class BatchResult(NamedTuple):
+    """What :class:`BatchObjective` returns: the batch loss and the model's outputs (batch, outputs)."""
+
+    loss: float
+    outputs: np.ndarray
+
+
+class BatchObjective:
+    """L = mean_i loss(model(x_i), y_i) [+ penalty()] and dL/dp, by one tape replay per batch.
+
+    ``loss`` is a name of :data:`LOSSES` or a function ``loss(output, target) -> Value`` (output:
+    the model's Value or list of Values for one sample; target: a Value or a list of Values);
+    ``fn(model, x, y) -> Value`` replaces both. ``penalty()`` (no arguments, e.g. an L2 term of
+    the parameters) is added once per batch: it does not depend on the samples, so the tape
+    evaluates it once. ``reduction="sum"`` gives sum_i instead of the mean (no penalty then).
+
+    Calling the objective ADDS dL/dp to every parameter's ``.grad`` (as ``backward`` does: zero the
+    gradients first) and returns :class:`BatchResult` (loss, outputs per sample). The tape is
+    traced on the first call, one per input/target shape, and checked as :func:`trace` says
+    (``check``); a model whose ``parameters()`` no longer are the traced ones raises
+    TapeMismatchError (call :meth:`reset` after changing the model).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        loss: str | Callable[[Any, Any], Value] = "mse",
+        *,
+        fn: Callable[[Any, list[Value], Any], Value] | None = None,
+        penalty: Callable[[], Value] | None = None,
+        reduction: Reduction = "mean",
+        check: Check = "first",
+    ) -> None:
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        if penalty is not None and reduction != "mean":
+            raise ValueError("a penalty is added once per batch only with reduction='mean'")
+        if isinstance(loss, str) and loss not in LOSSES:
+            raise ValueError(
+                f"unknown loss {loss!r}; choose one of {', '.join(map(repr, LOSSES))} or pass a function"
+            )
+        self.model = model
+        self.loss = LOSSES[loss] if isinstance(loss, str) else loss
+        self.one_hot = isinstance(loss, str) and loss in ("mse", "half_sse", "cross_entropy")
+        self.fn = fn
+        self.penalty = penalty
+        self.reduction = reduction
+        self.check = check
+        self._tapes: dict[tuple[Shape, Shape], Tape] = {}
+        self._n_outputs: int | None = None
+
+    def reset(self) -> None:
+        """Forget the recorded tapes (after changing the model's structure)."""
+        self._tapes.clear()
+        self._n_outputs = None
+
+    def _sample_fn(self) -> Callable[[list[Value], Any], tuple[Value, list[Value]]]:
+        model, loss, fn, penalty = self.model, self.loss, self.fn, self.penalty
+
+        def sample(x: list[Value], y: Any) -> tuple[Value, list[Value]]:
+            if fn is not None:
+                value, outputs = fn(model, x, y), []
+            else:
+                out = model(x)
+                value, outputs = loss(out, y), _as_list(out)
+            if penalty is not None:
+                value = value + penalty()
+            return value, outputs
+
+        return sample
+
+    def _targets(self, x: np.ndarray, y: ArrayLike) -> np.ndarray:
+        """Targets as floats; integer classes one-hot encoded for a named loss and several outputs."""
+        t = np.asarray(y, dtype=np.float64)
+        if not self.one_hot or t.ndim != 1 or self.fn is not None:
+            return t
+        if self._n_outputs is None:
+            with no_grad():
+                self._n_outputs = len(_as_list(self.model(x[0].tolist())))
+        if self._n_outputs == 1:
+            return t
+        classes = t.astype(np.intp)
+        if (classes != t).any() or classes.min() < 0 or classes.max() >= self._n_outputs:
+            raise ValueError(f"class targets must be integers in [0, {self._n_outputs})")
+        return np.eye(self._n_outputs)[classes]
+
+    def _batch(self, X: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(X, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise TapeMismatchError(f"X must be a non-empty batch of shape (n, d), got {x.shape}")
+        return x, self._targets(x, y)
+
+    def _tape_for(self, x: np.ndarray, t: np.ndarray) -> Tape:
+        key = (x.shape[1:], t.shape[1:])
+        params = list(self.model.parameters())
+        tape = self._tapes.get(key)
+        if tape is None:
+            tape = trace(self._sample_fn(), x[0], t[0], params=params, check=self.check)
+            self._tapes[key] = tape
+        elif params != tape.params:
+            raise TapeMismatchError(
+                "the model's parameters are not the ones the tape was traced with (the model changed): "
+                "call reset() to re-trace"
+            )
+        return tape
+
+    def tape(self, X: ArrayLike, y: ArrayLike) -> Tape:
+        """The tape for batches shaped like (X, y), traced on their first sample if new."""
+        return self._tape_for(*self._batch(X, y))
+
+    def replay(self, X: ArrayLike, y: ArrayLike) -> tuple[Tape, Replay]:
+        """(the tape, its :class:`Replay` on this batch) without touching any ``.grad``."""
+        x, t = self._batch(X, y)
+        tape = self._tape_for(x, t)
+        return tape, tape.replay(x, t, reduction=self.reduction)
+
+    def __call__(self, X: ArrayLike, y: ArrayLike, *, accumulate: bool = True) -> BatchResult:
+        """The batch loss and outputs; adds (``accumulate=False``: sets) dL/dp into each ``p.grad``."""
+        tape, result = self.replay(X, y)
+        result.grads.add_to(tape.params, accumulate)
+        return BatchResult(result.loss, result.aux)
+
+
+_objectives: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def model_cache(
+    model: Any, name: str, fallback: weakref.WeakKeyDictionary[Any, dict[Any, Any]]
+) -> dict[Any, Any]:
+    """A dictionary of cached objectives that lives on ``model`` itself, so it dies with the model.
+
+    The cached objectives refer back to the model; kept in a module-level
+    WeakKeyDictionary, that reference would keep every model alive forever.
+    On the model, the two form a cycle that the garbage collector frees. A
+    model without a ``__dict__`` (slotted) uses ``fallback``.
+    """
+    store = getattr(model, "__dict__", None)
+    if isinstance(store, dict):
+        return store.setdefault(name, {})
+    return fallback.setdefault(model, {})
+
+
+def batch_loss_and_grad(
+    model: Any,
+    X: ArrayLike,
+    y: ArrayLike,
+    loss: str | Callable[[Any, Any], Value] = "mse",
+    *,
+    fn: Callable[[Any, list[Value], Any], Value] | None = None,
+    penalty: Callable[[], Value] | None = None,
+    reduction: Reduction = "mean",
+    check: Check = "first",
+    accumulate: bool = True,
+) -> float:
+    """L = mean_i loss(model(x_i), y_i) [+ penalty()]; ADDS dL/dp into every ``p.grad``.
+
+    The functional form of :class:`BatchObjective`: the objective (and its tape) is cached per
+    model and per (loss, fn, penalty, reduction, check), so repeated calls replay. Pass the same
+    function objects on every call (a new lambda each time means a new trace).
+    """
+    key = (loss, fn, penalty, reduction, check)
+    cache = model_cache(model, "_tinygrad_bp_objectives", _objectives)
+    objective = cache.get(key)
+    if objective is None:
+        if len(cache) >= 8:
+            cache.pop(next(iter(cache)))
+        objective = cache[key] = BatchObjective(
+            model, loss, fn=fn, penalty=penalty, reduction=reduction, check=check
+        )
+    return objective(X, y, accumulate=accumulate).loss
+

@@ -1,0 +1,629 @@
+"""The Tape: a compiled Wengert list, replayed on whole batches (forward, backward, checks)."""
+
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from tinygrad_bp.errors import NonDifferentiableError, TapeMismatchError
+from tinygrad_bp.value import Value, _failed, _overflow
+
+try:
+    import numpy as np
+except ImportError as _error:  # pragma: no cover - depends on the environment
+    raise ImportError("tinygrad_bp.tape needs numpy: pip install 'tinygrad_bp[numpy]'") from _error
+
+from .kernels import _checked_forward, _checked_local, _compile, _Plan
+from .recording import (
+    _DATA,
+    _U,
+    _V,
+    CHECK_MODES,
+    ArrayLike,
+    Check,
+    Instruction,
+    Reduction,
+    Shape,
+    _check_output,
+    _checked_capture,
+    _describe_entry,
+    _Escape,
+    _Graph,
+    _Guard,
+    _make_inputs,
+    _output_of,
+    _roles,
+    _structure,
+)
+
+# =================================================================================================
+# The tape
+# =================================================================================================
+
+
+@dataclass(frozen=True)
+class Gradients:
+    """Gradients of the replayed loss.
+
+    ``params[j]`` is d L / d params[j] (the tape's params, in order). ``inputs`` holds, per argument
+    of the replay, d L / d input with that argument's shape (per sample for a batch), or is None
+    when input gradients were not asked for.
+    """
+
+    params: np.ndarray
+    inputs: tuple[np.ndarray, ...] | None = None
+
+    def add_to(self, params: Sequence[Value], accumulate: bool = True) -> None:
+        """Write ``self.params`` into ``p.grad`` of each Value: added (default, as backward) or set."""
+        if len(params) != len(self.params):
+            raise TapeMismatchError(f"{len(params)} params given for {len(self.params)} gradients")
+        values = self.params.tolist()
+        if accumulate:
+            for p, g in zip(params, values):
+                p.grad += g
+        else:
+            for p, g in zip(params, values):
+                p.grad = g
+
+
+class Replay(NamedTuple):
+    """Everything one replay computes.
+
+    ``loss``: L = mean (or sum) of the per-sample outputs; ``outputs``: the per-sample outputs,
+    shape (batch,); ``aux``: the aux outputs (fn returned (output, aux)), shape (batch, m);
+    ``grads``: dL/dparams (and dL/dinputs if asked).
+    """
+
+    loss: float
+    outputs: np.ndarray
+    aux: np.ndarray
+    grads: Gradients
+
+
+class _Batch(NamedTuple):
+    """A replay's inputs: one sample or a batch of ``n``, as an (n_inputs, n) array."""
+
+    batched: bool
+    n: int
+    x: np.ndarray
+
+
+def _is_batch(arrays: Sequence[np.ndarray], shapes: Sequence[Shape]) -> bool:
+    """True if every array is a batch of its sample shape, False if every one is one sample."""
+    for i, (a, s) in enumerate(zip(arrays, shapes)):
+        if a.ndim not in (len(s), len(s) + 1) or a.shape[a.ndim - len(s) :] != s:
+            expected = f"{s} for one sample or (n, *{s}) for a batch"
+            raise TapeMismatchError(f"argument {i} has shape {a.shape}; the tape expects {expected}")
+    batched = {a.ndim == len(s) + 1 for a, s in zip(arrays, shapes)}
+    if len(batched) > 1:
+        raise TapeMismatchError("either every argument is one sample or every argument is a batch")
+    return batched.pop() if batched else False
+
+
+class _Forward(NamedTuple):
+    """The state a forward replay leaves for the backward pass."""
+
+    stores: list[np.ndarray]
+    saved: list[Any]
+    batched: bool
+    batch: int
+
+
+class Tape:
+    """A recorded graph: its Wengert list, and a compiled plan to replay it on batches.
+
+    Make one with :func:`trace` (checked: it can re-run ``fn``) or :meth:`Tape.record` (an
+    existing graph, unchecked). ``print(tape)`` shows the Wengert list; :meth:`kernels` the
+    grouped array operations. ``tape.params`` are the Values whose gradients are returned.
+    """
+
+    def __init__(
+        self,
+        graph: _Graph,
+        shapes: Sequence[Shape],
+        names: Sequence[str],
+        *,
+        structure: Sequence[tuple[Any, ...]],
+        fn: Callable[..., Any] | None = None,
+        guards: Sequence[_Guard] = (),
+        escapes: Sequence[_Escape] = (),
+        check: Check = "none",
+    ) -> None:
+        self._graph = graph
+        self._shapes = tuple(tuple(s) for s in shapes)
+        self._names = tuple(names)
+        self._fn = fn
+        self.guards = tuple(guards)
+        self.escapes = tuple(escapes)
+        self._plan = _compile(graph)
+        self._structure = list(structure)
+        self._param_roles = _roles("p", graph.params)
+        self._required = _required_check(self.escapes, self._plan)
+        self.check = _check_mode(check, self)
+        self._last: _Forward | None = None
+        sizes = [math.prod(s) for s in self._shapes]
+        self._offsets = tuple(int(sum(sizes[:i])) for i in range(len(sizes) + 1))
+        if self._offsets[-1] != graph.n_inputs:
+            raise ValueError(
+                f"the shapes {self._shapes} hold {self._offsets[-1]} inputs, not {graph.n_inputs}"
+            )
+
+    # --- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def record(cls, output: Value, inputs: Sequence[Value], params: Sequence[Value] | None = None) -> Tape:
+        """Record the existing graph of ``output``: ``inputs`` vary per sample, ``params`` get gradients.
+
+        ``params=None`` takes every other leaf that requires grad, in order of appearance; with a
+        list, a leaf that requires grad but is in neither list raises ValueError. Every other leaf is
+        a constant. The tape replays ``forward(X)`` with X of shape (len(inputs),) or
+        (batch, len(inputs)). It is unchecked: it cannot know whether the code that built the graph
+        would build another one for other inputs (use :func:`trace` for that).
+        """
+        _check_output(output)
+        inputs = list(inputs)
+        for i, x in enumerate(inputs):
+            if not isinstance(x, Value) or x.inputs:
+                raise ValueError(f"record: inputs[{i}] must be a leaf Value (no inputs of its own)")
+        if len({id(x) for x in inputs}) != len(inputs):
+            raise ValueError("record: the same Value appears twice in inputs")
+        graph, _ = _checked_capture([output], inputs, params)
+        names = [f"x[{i}]" for i in range(len(inputs))]
+        structure = _structure(output, _roles("p", graph.params), _roles("x", inputs))
+        return cls(graph, [(len(inputs),)], names, structure=structure)
+
+    # --- what was recorded ----------------------------------------------------------------------
+
+    @property
+    def params(self) -> list[Value]:
+        """The Values whose gradients the replay returns, in order (read fresh at every replay)."""
+        return list(self._graph.params)
+
+    @property
+    def constants(self) -> list[Value]:
+        """The constant leaves (also read fresh at every replay)."""
+        return list(self._graph.constants)
+
+    @property
+    def instructions(self) -> tuple[Instruction, ...]:
+        """The Wengert list, in topological order (inputs first)."""
+        return self._graph.instructions
+
+    @property
+    def shapes(self) -> tuple[Shape, ...]:
+        """The shape of one sample of each replay argument: () for a number, (d,) for a vector."""
+        return self._shapes
+
+    @property
+    def signature(self) -> tuple[tuple[Any, ...], ...]:
+        """The output graph's canonical structure, compared by re-tracing (see :func:`trace`).
+
+        One entry per node in topological order: ``(operation, operand positions)``, an input
+        ``("x", i)``, a param ``("p", j)`` or a constant ``("c", value)``.
+        """
+        return tuple(self._current_structure())
+
+    def _current_structure(self) -> list[tuple[Any, ...]]:
+        """The recorded structure with the constants' current values."""
+        constants = iter(self._graph.constants)
+        return [("c", next(constants).data) if e[0] == "c" else e for e in self._structure]
+
+    def __len__(self) -> int:
+        return len(self._graph.instructions)
+
+    def __repr__(self) -> str:
+        g = self._graph
+        return (
+            f"<Tape: {g.n_inputs} inputs, {len(g.params)} params, {len(self)} instructions, "
+            f"{len(self._plan.kernels)} kernels, check={self.check!r}>"
+        )
+
+    def __str__(self) -> str:
+        return "\n".join(self._listing())
+
+    def _name(self, node: int) -> str:
+        g = self._graph
+        if node < g.n_inputs:
+            return self._names[node]
+        if node < g.n_inputs + len(g.params):
+            return f"p{node - g.n_inputs}"
+        if node < g.n_leaves:
+            return repr(g.constants[node - g.n_inputs - len(g.params)].data)
+        return f"v{node - g.n_leaves}"
+
+    def _line(self, ins: Instruction) -> str:
+        args = [self._name(a) for a in ins.args]
+        if len(args) == 2 and not ins.op.isidentifier():  # an infix operator: + - * / **
+            rhs = f"{args[0]} {ins.op} {args[1]}"
+        elif ins.op == "neg":
+            rhs = f"-{args[0]}"
+        else:
+            rhs = f"{ins.op}({', '.join(args)})"
+        return f"{self._name(ins.out)} = {rhs}"
+
+    def _listing(self) -> list[str]:
+        g = self._graph
+        n_p = len(g.params)
+        params = "none" if n_p == 0 else "p0" if n_p == 1 else f"p0..p{n_p - 1}"
+        head = (
+            f"# tape: inputs {', '.join(self._names) or 'none'}; params {params}; "
+            f"{len(self)} instructions, {len(self._plan.kernels)} kernels"
+        )
+        lines = [head]
+        lines += [f"#   p{j} = {p.label or 'Value'}" for j, p in enumerate(g.params) if p.label]
+        lines += [self._line(ins) for ins in g.instructions]
+        lines.append(f"return {self._name(g.outputs[0])}")
+        return lines
+
+    def kernels(self) -> str:
+        """The compiled plan: one line per array operation, in the order the forward pass runs them."""
+        return "\n".join(k.describe() for k in self._plan.kernels)
+
+    # --- replay ---------------------------------------------------------------------------------
+
+    def forward(
+        self, *args: ArrayLike, check: Check | None = None, params: Sequence[Value] | None = None
+    ) -> Any:
+        """Replay the forward pass: the output for one sample (a float) or per sample of a batch.
+
+        Each argument has the shape of its example (a number, or a vector of d numbers), or one
+        more leading batch dimension (n,) / (n, d): then an array of n outputs is returned. Params
+        and constants are read from their Values now. ``check`` overrides the tape's re-tracing
+        mode; ``params``, if given, must be exactly the tape's params (TapeMismatchError otherwise).
+        """
+        self._check_params(params)
+        state = self._forward(args, check)
+        self._last = state
+        out = self._values(state, self._graph.outputs[0])
+        return float(out[0]) if not state.batched else out
+
+    def aux(self) -> np.ndarray:
+        """The aux outputs of the last forward replay (fn returned (loss, aux)): (batch, m) or (m,)."""
+        if self._last is None:
+            raise TapeMismatchError("aux(): call forward(...) first")
+        table = self._aux(self._last)
+        return table if self._last.batched else table[0]
+
+    def _aux(self, state: _Forward) -> np.ndarray:
+        rows = [self._values(state, node) for node in self._graph.outputs[1:]]
+        return np.array(rows).T if rows else np.empty((state.batch, 0))
+
+    def backward(
+        self, reduction: Reduction = "mean", *, seed: ArrayLike | None = None, inputs: bool = False
+    ) -> Gradients:
+        """Gradients of the loss of the last :meth:`forward` replay.
+
+        L = mean_i out_i (``"mean"``) or sum_i out_i (``"sum"``) over the batch; a single sample
+        gives L = out. ``seed`` (one number per sample) replaces the reduction by L = sum_i seed_i out_i.
+        With ``inputs=True`` the gradients w.r.t. the inputs are returned too.
+        """
+        if self._last is None:
+            raise TapeMismatchError("backward(): call forward(...) first")
+        return self._backward(self._last, _seeds(reduction, seed, self._last.batch), inputs)
+
+    def value_and_grad(
+        self,
+        *args: ArrayLike,
+        reduction: Reduction = "mean",
+        inputs: bool = False,
+        check: Check | None = None,
+        params: Sequence[Value] | None = None,
+    ) -> tuple[float, Gradients]:
+        """(L, gradients) in one call: L = mean (or sum) of the outputs over the batch.
+
+        Thread-safe (keeps no state on the tape), unlike forward() followed by backward().
+        """
+        result = self.replay(*args, reduction=reduction, inputs=inputs, check=check, params=params)
+        return result.loss, result.grads
+
+    def replay(
+        self,
+        *args: ArrayLike,
+        reduction: Reduction = "mean",
+        inputs: bool = False,
+        check: Check | None = None,
+        params: Sequence[Value] | None = None,
+    ) -> Replay:
+        """Forward and backward in one call, with everything: see :class:`Replay`."""
+        self._check_params(params)
+        state = self._forward(args, check)
+        out = self._values(state, self._graph.outputs[0])
+        seeds = _seeds(reduction, None, state.batch)
+        loss = float(out.mean() if reduction == "mean" else out.sum()) if state.batched else float(out[0])
+        grads = self._backward(state, seeds, inputs)
+        return Replay(loss, out if state.batched else out[:1], self._aux(state), grads)
+
+    def run(self, *sample: ArrayLike) -> tuple[float, Gradients]:
+        """Replay ONE sample instruction by instruction on Python floats: (out, gradients).
+
+        The textbook interpreter of a Wengert list: the forward pass applies each rule's
+        ``forward`` in order; the backward pass walks the list backwards, adding g * local
+        derivative into each operand's adjoint. Same rules, same float arithmetic as the engine.
+        """
+        batch = self._read(sample)
+        if batch.batched:
+            raise TapeMismatchError("run() replays one sample; use forward() for a batch")
+        values = self._scalar_forward(batch.x[:, 0].tolist())
+        self._scalar_guards(values)
+        adjoint = np.array(self._scalar_backward(values))
+        g = self._graph
+        n_in, n_p = g.n_inputs, len(g.params)
+        grads = Gradients(adjoint[n_in : n_in + n_p], self._split(adjoint[None, :n_in], batched=False))
+        return values[g.outputs[0]], grads
+
+    # --- replay internals -----------------------------------------------------------------------
+
+    def _check_params(self, params: Sequence[Value] | None) -> None:
+        if params is not None and list(params) != list(self._graph.params):
+            raise TapeMismatchError(
+                f"these {len(list(params))} params are not the tape's {len(self._graph.params)} params "
+                "(a different model, or a parameter replaced): record a new tape"
+            )
+
+    def _read(self, args: Sequence[ArrayLike]) -> _Batch:
+        """The replay's arguments as one (n_inputs, batch) array, or TapeMismatchError."""
+        if len(args) != len(self._shapes):
+            raise TapeMismatchError(f"the tape takes {len(self._shapes)} argument(s), got {len(args)}")
+        arrays = [_as_array(a, i) for i, a in enumerate(args)]
+        batched = _is_batch(arrays, self._shapes)
+        n = arrays[0].shape[0] if batched and arrays else 1
+        if batched and any(a.shape[0] != n for a in arrays):
+            counts = [a.shape[0] for a in arrays]
+            raise TapeMismatchError(f"the arguments hold different numbers of samples: {counts}")
+        if n == 0:
+            raise TapeMismatchError("an empty batch")
+        x = np.empty((self._graph.n_inputs, n))
+        for a, lo, hi in zip(arrays, self._offsets, self._offsets[1:]):
+            x[lo:hi] = a.reshape(n, hi - lo).T
+        if not np.isfinite(x).all():
+            i, b = np.argwhere(~np.isfinite(x))[0]
+            raise ValueError(
+                f"input {self._names[i]} of sample {b} is {x[i, b]!r}: inputs must be finite numbers"
+            )
+        return _Batch(batched, n, x)
+
+    def _forward(self, args: Sequence[ArrayLike], check: Check | None) -> _Forward:
+        batched, n, x = self._read(args)
+        mode = _check_mode(self.check if check is None else check, self)
+        plan, g = self._plan, self._graph
+        stores = [np.empty((plan.n_v, n)), np.empty((plan.n_u, 1))]
+        stores[_V][: g.n_inputs] = x
+        n_p = len(g.params)
+        n_c = len(g.constants)
+        stores[_U][:n_p, 0] = np.fromiter(map(_DATA, g.params), dtype=float, count=n_p)
+        stores[_U][n_p : n_p + n_c, 0] = np.fromiter(map(_DATA, g.constants), dtype=float, count=n_c)
+        if mode != "none":
+            self._retrace(x, n if mode == "all" else 1)
+        with np.errstate(all="ignore"):
+            saved = [k.forward(stores) for k in plan.kernels]
+        if not (np.isfinite(stores[_V]).all() and np.isfinite(stores[_U]).all()):
+            raise self._forward_error(stores)
+        state = _Forward(stores, saved, batched, n)
+        self._check_guards(state)
+        return state
+
+    def _values(self, state: _Forward, node: int) -> np.ndarray:
+        """One node's value per sample, shape (batch,)."""
+        values = self._row(state.stores, node)
+        return values if self._plan.store[node] == _V else np.full(state.batch, values[0])
+
+    def _backward(self, state: _Forward, seeds: np.ndarray, inputs: bool) -> Gradients:
+        plan, g = self._plan, self._graph
+        grads = [np.zeros_like(state.stores[_V]), np.zeros_like(state.stores[_U])]
+        out = g.outputs[0]
+        self._row(grads, out)[:] += seeds if plan.store[out] == _V else seeds.sum()
+        mode = int(inputs)
+        with np.errstate(all="ignore"):
+            for kernel, saved in zip(reversed(plan.kernels), reversed(state.saved)):
+                if kernel.active[mode]:
+                    kernel.backward(state.stores, grads, saved, mode)
+        if not (np.isfinite(grads[_V]).all() and np.isfinite(grads[_U]).all()):
+            raise self._backward_error(state, grads)
+        n_in, n_p = g.n_inputs, len(g.params)
+        params = grads[_U][:n_p, 0].copy()
+        return Gradients(params, self._split(grads[_V][:n_in].T, state.batched) if inputs else None)
+
+    def _split(self, table: np.ndarray, batched: bool) -> tuple[np.ndarray, ...]:
+        """(batch, n_inputs) -> one array per argument, shaped like that argument."""
+        parts = []
+        for s, lo, hi in zip(self._shapes, self._offsets, self._offsets[1:]):
+            part = table[:, lo:hi].reshape(table.shape[0], *s)
+            parts.append(part if batched else part[0])
+        return tuple(parts)
+
+    # --- staleness ------------------------------------------------------------------------------
+
+    def _check_guards(self, state: _Forward) -> None:
+        """Every comparison made while tracing must come out the same on every sample."""
+        for guard in self.guards:
+            lhs = self._values(state, guard.subject)
+            rhs = guard.other if isinstance(guard.other, float) else self._values(state, guard.other)
+            agree = _COMPARE[guard.op](lhs, rhs) == guard.result
+            if not agree.all():
+                b = int(np.flatnonzero(~agree)[0])
+                raise TapeMismatchError(self._guard_message(guard, b, float(lhs[b])))
+
+    def _guard_message(self, guard: _Guard, sample: int, value: float) -> str:
+        other = guard.other if isinstance(guard.other, float) else self._name(guard.other)
+        return (
+            f"while tracing, fn compared {self._name(guard.subject)} {guard.op} {other} and got "
+            f"{guard.result}; sample {sample} ({self._name(guard.subject)} = {value!r}) gives "
+            f"{not guard.result}. fn's Python control flow depends on values, so that sample would build "
+            "a different graph: express the choice with operations (relu, abs, ...) or evaluate those "
+            "samples with the scalar engine"
+        )
+
+    def _retrace(self, x: np.ndarray, count: int) -> None:
+        """Run fn again on the first ``count`` samples and compare the structure with the tape's."""
+        if self._fn is None:
+            raise TapeMismatchError(
+                "this tape was recorded without fn (Tape.record): only check='none' is possible"
+            )
+        params = self._param_roles
+        for b in range(count):
+            sample = [
+                x[lo:hi, b].reshape(s) for s, lo, hi in zip(self._shapes, self._offsets, self._offsets[1:])
+            ]
+            values, inputs = _make_inputs(sample, self._names)
+            out = _output_of(self._fn(*values))[0]
+            found = _structure(out, params, _roles("x", inputs))
+            if found != self._structure and found != self._current_structure():
+                raise TapeMismatchError(self._mismatch_message(found, b))
+
+    def _mismatch_message(self, found: list[tuple[Any, ...]], b: int) -> str:
+        expected = self._current_structure()
+        k = next(
+            (i for i, (e, f) in enumerate(zip(expected, found)) if e != f), min(len(expected), len(found))
+        )
+        old = expected[k] if k < len(expected) else None
+        new = found[k] if k < len(found) else None
+        hint = ""
+        if old and new and old[0] == new[0] == "c":
+            hint = " (a number computed from values in Python?)"
+        elif new and new[0] == "?":
+            hint = " (a parameter replaced or added? record a new tape)"
+        return (
+            f"re-tracing fn on sample {b} built a different graph than the tape's: node {k} of "
+            f"{len(expected)} was {_describe_entry(old)}, now {_describe_entry(new)}{hint}"
+        )
+
+    # --- errors of a replay ---------------------------------------------------------------------
+
+    def _row(self, arrays: list[np.ndarray], node: int) -> np.ndarray:
+        """Node ``node``'s row of a value or gradient store pair: (batch,), or (1,) if uniform."""
+        return arrays[self._plan.store[node]][self._plan.row[node]]
+
+    def _sample_args(self, stores: list[np.ndarray], ins: Instruction, b: int) -> list[float]:
+        """The operand values of ``ins`` for sample ``b``."""
+        return [float(self._row(stores, a)[b if self._plan.store[a] == _V else 0]) for a in ins.args]
+
+    def _first_bad(self, arrays: list[np.ndarray], node: int) -> int | None:
+        """The first sample where the node's row is not finite (0 for a uniform row), or None."""
+        bad = np.flatnonzero(~np.isfinite(self._row(arrays, node)))
+        return int(bad[0]) if bad.size else None
+
+    def _forward_error(self, stores: list[np.ndarray]) -> Exception:
+        """The engine's error for the first operation that left its domain (or overflowed)."""
+        for ins, rule in zip(self._graph.instructions, self._graph.rules):
+            b = self._first_bad(stores, ins.out)
+            if b is None:
+                continue
+            xs = self._sample_args(stores, ins, b)
+            try:
+                rule.forward(*xs)
+            except (ArithmeticError, ValueError) as error:
+                cause = _failed(rule.name, xs, error)
+            else:
+                cause = _overflow(rule.name, xs)
+            return type(cause)(f"{cause} (replaying {self._line(ins)} on sample {b})")
+        return ValueError("replay: a value is not finite")  # pragma: no cover - inputs are checked first
+
+    def _backward_error(self, state: _Forward, grads: list[np.ndarray]) -> NonDifferentiableError:
+        """NonDifferentiableError naming the operation whose local derivative is not finite.
+
+        That is the last operation whose own gradient is finite while an operand's is not.
+        """
+        for ins in reversed(self._graph.instructions):
+            if self._first_bad(grads, ins.out) is not None:
+                continue
+            bad = [b for b in (self._first_bad(grads, a) for a in ins.args) if b is not None]
+            if bad:
+                shown = ", ".join(repr(x) for x in self._sample_args(state.stores, ins, bad[0]))
+                return NonDifferentiableError(
+                    f"{ins.op}: the local derivative is not finite at inputs ({shown}) "
+                    f"(replaying {self._line(ins)} on sample {bad[0]})"
+                )
+        return NonDifferentiableError("replay: a gradient is not finite")  # pragma: no cover
+
+    # --- the scalar interpreter -----------------------------------------------------------------
+
+    def _scalar_forward(self, x: list[float]) -> list[float]:
+        g = self._graph
+        values = [*x, *(p.data for p in g.params), *(c.data for c in g.constants)]
+        for ins, rule in zip(g.instructions, g.rules):
+            xs = [values[a] for a in ins.args]
+            values.append(_checked_forward(rule)(*xs))
+            if not math.isfinite(values[-1]):
+                raise _overflow(rule.name, xs)
+        return values
+
+    def _scalar_guards(self, values: list[float]) -> None:
+        for guard in self.guards:
+            other = guard.other if isinstance(guard.other, float) else values[guard.other]
+            if _COMPARE[guard.op](values[guard.subject], other) != guard.result:
+                raise TapeMismatchError(self._guard_message(guard, 0, values[guard.subject]))
+
+    def _scalar_backward(self, values: list[float]) -> list[float]:
+        g = self._graph
+        needs = self._plan.needs[1]
+        adjoint = [0.0] * len(values)
+        adjoint[g.outputs[0]] = 1.0
+        for ins, rule in zip(
+            reversed(g.instructions[: g.n_output_instructions]), reversed(g.rules[: g.n_output_instructions])
+        ):
+            if not needs[ins.out]:
+                continue
+            d = _checked_local(rule)(values[ins.out], *[values[a] for a in ins.args])
+            for a, local in zip(ins.args, d):
+                adjoint[a] += adjoint[ins.out] * local
+        return adjoint
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+def _as_array(a: ArrayLike, i: int) -> np.ndarray:
+    try:
+        return np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"argument {i} must be numbers (an array, a list or a number): {error}") from None
+
+
+def _seeds(reduction: Reduction, seed: ArrayLike | None, n: int) -> np.ndarray:
+    """The upstream gradient dL/d out_i of each sample."""
+    if seed is not None:
+        s = np.asarray(seed, dtype=np.float64).reshape(-1)
+        if s.shape not in ((n,), (1,)):
+            raise TapeMismatchError(f"seed has {s.size} entries for a batch of {n}")
+        return np.broadcast_to(s, (n,)).copy()
+    if reduction == "mean":
+        return np.full(n, 1.0 / n)
+    if reduction == "sum":
+        return np.ones(n)
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _check_mode(check: str, tape: Tape) -> Check:
+    """``check`` validated against the escapes seen while tracing."""
+    if check not in CHECK_MODES:
+        raise ValueError(f"check must be one of {CHECK_MODES}, got {check!r}")
+    required = tape._required
+    if CHECK_MODES.index(check) < CHECK_MODES.index(required[0]):
+        raise TapeMismatchError(required[1] + f"; this tape replays only with check={required[0]!r}")
+    if check != "none" and tape._fn is None:
+        raise TapeMismatchError("a tape made by Tape.record has no fn to re-trace: use check='none'")
+    return check  # type: ignore[return-value]
+
+
+def _required_check(escapes: Sequence[_Escape], plan: _Plan) -> tuple[str, str]:
+    """The weakest safe check, and why: 'all' if a per-sample value escaped, 'first' for a param's."""
+    worst, why = "none", ""
+    for e in escapes:
+        if e.node is not None and plan.store[e.node] == _U and not plan.needs[0][e.node]:
+            continue  # a constant's value: the same for every replay
+        level = "first" if e.node is not None and plan.store[e.node] == _U else "all"
+        if CHECK_MODES.index(level) > CHECK_MODES.index(worst):
+            what = "a per-sample value" if level == "all" else "a parameter-dependent value"
+            worst, why = level, f"fn read {what} ({e.how}) at {e.where}, so the graph may depend on it"
+    return worst, why
+
+
