@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
 from tinygrad_bp.engine import reference_backward
+from tinygrad_bp.rules import RULES
 from tinygrad_bp.explain import NodeNames  # noqa: TC001 - dataclass fields are read at runtime
 from tinygrad_bp.value import Value  # noqa: TC001 - dataclass fields are read at runtime
 
@@ -141,6 +142,9 @@ class BackwardStep:
             f"{name} = {_symbolic(self.node, fmt)}",
             f"  upstream gradient d {out} / d {name} = {fmt.number(self.upstream)}{seed}",
         ]
+        rule = RULES.get(self.node.op)
+        if rule is not None and rule.definition is not None:  # the table's own words for its derivatives
+            lines.append(f"  the rule {self.node.op!r}: out = {rule.definition.forward}; {rule.formula}")
         uses = Counter(id(x) for x in self.node.inputs)  # once per step: a sum of 20,000 stays linear
         lines += [self._contribution_text(c, uses[id(c.input)] > 1) for c in self.contributions]
         if not self.contributions:
