@@ -98,3 +98,43 @@ def test_nothing_below_the_engine_imports_what_reads_graphs():
     readers = {"nn", "optim", "losses", "train", "viz", "explain", "tape", "stepper", "interop"}
     for module in ("tinygrad_bp.value", "tinygrad_bp.rules", "tinygrad_bp.engine", "tinygrad_bp.expressions"):
         assert not {d for d in _graph()[module] if d.split(".")[1] in readers}, module
+
+
+def test_public_flags_are_keyword_only():
+    """As in PyTorch, a flag is passed by name (``grad(y, [x], 0.5)`` cannot mean create_graph=0.5).
+
+    Kept positional on purpose, as their models have them: Value's requires_grad (API.md),
+    SGD's nesterov and Adam's amsgrad (torch.optim), micrograd's Neuron(nin, nonlin), and
+    graphviz.Digraph's strict (viz.Drawing subclasses it).
+    """
+    import importlib
+    import inspect
+    import pkgutil
+
+    import tinygrad_bp
+
+    kept = {"Value.__init__", "SGD.__init__", "Adam.__init__", "Neuron.__init__", "Drawing.__init__"}
+    found = []
+    names = ["tinygrad_bp", *(m.name for m in pkgutil.walk_packages(tinygrad_bp.__path__, "tinygrad_bp."))]
+    for name in names:
+        if "__main__" in name:
+            continue
+        module = importlib.import_module(name)
+        for attr in getattr(module, "__all__", []):
+            obj = getattr(module, attr)
+            functions = [(attr, obj)] if inspect.isfunction(obj) else []
+            if inspect.isclass(obj):
+                functions += [
+                    (f"{attr}.{m}", f)
+                    for m, f in vars(obj).items()
+                    if inspect.isfunction(f) and (m == "__init__" or not m.startswith("_"))
+                ]
+            for label, function in functions:
+                for p in inspect.signature(function).parameters.values():
+                    if (
+                        p.kind is p.POSITIONAL_OR_KEYWORD
+                        and isinstance(p.default, bool)
+                        and label not in kept
+                    ):
+                        found.append(f"{name}.{label}({p.name})")
+    assert not found, found

@@ -36,6 +36,7 @@ def numerical_gradient(fn: Callable[..., Value], point: Sequence[float], eps: fl
 def gradcheck(
     fn: Callable[..., Value],
     inputs: Sequence[float],
+    *,
     eps: float = 1e-6,
     atol: float = 1e-5,
     rtol: float = 1e-3,

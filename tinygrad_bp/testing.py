@@ -143,7 +143,7 @@ def leaf_points(n: int, radius: float = POINT_RADIUS) -> st.SearchStrategy[tuple
 
 
 def values(
-    min_value: float = -10.0, max_value: float = 10.0, requires_grad: bool = True
+    min_value: float = -10.0, max_value: float = 10.0, *, requires_grad: bool = True
 ) -> st.SearchStrategy[Value]:
     """Leaf :class:`~tinygrad_bp.Value` objects with data in ``[min_value, max_value]``."""
     return reals(min_value, max_value).map(lambda x: Value(x, requires_grad=requires_grad))

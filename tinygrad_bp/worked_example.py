@@ -204,7 +204,7 @@ class WorkedExample:
         """Plain gradient descent on the weights only, w = w - lr dE/dw."""
         return SGD(self.weights, lr=self.lr)
 
-    def train(self, steps: int, reproduce_article: bool = False) -> float:
+    def train(self, steps: int, *, reproduce_article: bool = False) -> float:
         """Run ``steps`` steps of gradient descent; return E_total after them.
 
         With ``reproduce_article=True`` each step updates w5..w8 first and only

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
 from tinygrad_bp.engine import reference_backward
-from tinygrad_bp.rules import RULES
 from tinygrad_bp.explain import NodeNames  # noqa: TC001 - dataclass fields are read at runtime
+from tinygrad_bp.rules import RULES
 from tinygrad_bp.value import Value  # noqa: TC001 - dataclass fields are read at runtime
 
 __all__ = ["BackwardStep", "Contribution", "Format", "ForwardStep", "Step", "backward_steps"]

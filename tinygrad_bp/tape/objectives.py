@@ -215,7 +215,7 @@ class BatchObjective:
     def __call__(self, X: ArrayLike, y: ArrayLike, *, accumulate: bool = True) -> BatchResult:
         """The batch loss and outputs; adds (``accumulate=False``: sets) dL/dp into each ``p.grad``."""
         tape, result = self.replay(X, y)
-        result.grads.add_to(tape.params, accumulate)
+        result.grads.add_to(tape.params, accumulate=accumulate)
         return BatchResult(result.loss, result.aux)
 
 

@@ -57,7 +57,7 @@ class Gradients:
     params: np.ndarray
     inputs: tuple[np.ndarray, ...] | None = None
 
-    def add_to(self, params: Sequence[Value], accumulate: bool = True) -> None:
+    def add_to(self, params: Sequence[Value], *, accumulate: bool = True) -> None:
         """Write ``self.params`` into ``p.grad`` of each Value: added (default, as backward) or set."""
         if len(params) != len(self.params):
             raise TapeMismatchError(f"{len(params)} params given for {len(self.params)} gradients")
