@@ -130,11 +130,10 @@ def test_public_flags_are_keyword_only():
                     if inspect.isfunction(f) and (m == "__init__" or not m.startswith("_"))
                 ]
             for label, function in functions:
-                for p in inspect.signature(function).parameters.values():
-                    if (
-                        p.kind is p.POSITIONAL_OR_KEYWORD
-                        and isinstance(p.default, bool)
-                        and label not in kept
-                    ):
-                        found.append(f"{name}.{label}({p.name})")
+                parameters = inspect.signature(function).parameters.values()
+                found.extend(
+                    f"{name}.{label}({p.name})"
+                    for p in parameters
+                    if p.kind is p.POSITIONAL_OR_KEYWORD and isinstance(p.default, bool) and label not in kept
+                )
     assert not found, found
