@@ -14,12 +14,13 @@ from typing import Any, ClassVar, Union
 
 from tinygrad_bp.engine import reference_backward
 from tinygrad_bp.explain import NodeNames  # noqa: TC001 - dataclass fields are read at runtime
-from tinygrad_bp.rules import RULES
+from tinygrad_bp.rules import RULES, TABLE
 from tinygrad_bp.value import Value  # noqa: TC001 - dataclass fields are read at runtime
 
 __all__ = ["BackwardStep", "Contribution", "Format", "ForwardStep", "Step", "backward_steps"]
 
-_INFIX = frozenset({"+", "-", "*", "/", "**"})
+# Binary operations written between their operands (+ - * / **): the table's rows named by a symbol.
+_INFIX = frozenset(d.name for d in TABLE if len(d.inputs) == 2 and not d.name.isidentifier())
 
 @dataclass(frozen=True)
 class Format:
