@@ -106,6 +106,17 @@ def test_train_options_reach_the_run(tmp_path):
         ["train", "--optimizer", "rmsprop"],
         ["demo", "--steps", "x"],
         [],
+        # issue 12, item 18: every argument is validated before anything runs
+        ["train", "--lr", "nan"],
+        ["train", "--lr", "inf"],
+        ["train", "--momentum", "-1"],
+        ["train", "--momentum", "nan"],
+        ["train", "--momentum", "inf"],
+        ["train", "--hidden", ",,,"],
+        ["train", "--hidden", "16,,16"],
+        # issue 12, item 15: the output folder is checked before training
+        ["train", "--out", "/dev/null/x"],
+        ["demo", "--out", "/dev/null/x"],
     ],
 )
 def test_bad_arguments_give_usage_and_status_2(args, capsys):

@@ -300,3 +300,57 @@ def test_optimizer_load_state_dict_rejects_bad_state_and_changes_nothing():
         with pytest.raises(ValueError, match=word):
             opt.load_state_dict(bad)
         assert opt.state_dict() == before
+
+
+# --- property: optimizers against torch, with parameters that randomly receive no gradient ------
+
+from hypothesis import given, settings  # noqa: E402 - the property tests below
+from hypothesis import strategies as st  # noqa: E402
+
+_CONFIGS = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "name": st.just("SGD"),
+            "lr": st.sampled_from([0.01, 0.1]),
+            "momentum": st.sampled_from([0.0, 0.5, 0.9]),
+            "weight_decay": st.sampled_from([0.0, 0.1]),
+            "maximize": st.booleans(),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "name": st.just("Adam"),
+            "lr": st.sampled_from([0.01, 0.1]),
+            "weight_decay": st.sampled_from([0.0, 0.1]),
+            "amsgrad": st.booleans(),
+            "maximize": st.booleans(),
+        }
+    ),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    config=_CONFIGS,
+    start=st.lists(st.floats(-2.0, 2.0), min_size=3, max_size=3),
+    used=st.lists(st.lists(st.booleans(), min_size=3, max_size=3), min_size=1, max_size=6),
+)
+def test_optimizers_follow_torch_when_parameters_randomly_get_no_gradient(torch, config, start, used):
+    """Each step, a random subset of the parameters enters the loss; the others get no gradient
+    (torch: grad None after zero_grad(), and step() skips them; here: NO_GRAD)."""
+    config = dict(config)
+    name = config.pop("name")
+    ours_params = [Value(x) for x in start]
+    theirs_params = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in start]
+    ours = {"SGD": SGD, "Adam": Adam}[name](ours_params, **config)
+    theirs = getattr(torch.optim, name)(theirs_params, **config)
+    for mask in used:
+        ours.zero_grad()
+        theirs.zero_grad()
+        chosen = [i for i, on in enumerate(mask) if on]
+        if chosen:
+            sum((ours_params[i] - 0.5) * (ours_params[i] - 0.5) * (i + 1) for i in chosen).backward()
+            sum((theirs_params[i] - 0.5) * (theirs_params[i] - 0.5) * (i + 1) for i in chosen).backward()
+        ours.step()
+        theirs.step()
+        assert_close_lists([p.data for p in ours_params], [p.item() for p in theirs_params], rel=1e-12)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -150,8 +152,9 @@ def demo(out_dir: Path, steps: int, progress: bool) -> int:
 
 def _sizes(text: str) -> list[int]:
     """'16,16' -> [16, 16]; argparse turns a ValueError into a usage message."""
+    parts = [part.strip() for part in text.split(",")]
     try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
+        sizes = [int(part) for part in parts]
     except ValueError:
         msg = f"expected comma-separated layer sizes such as 16,16, got {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
@@ -162,14 +165,24 @@ def _sizes(text: str) -> list[int]:
 
 
 def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: a finite number > 0 of ``kind`` (nan and inf are refused with the usage)."""
+    return _number(kind, lambda v: v > 0, "positive")
+
+
+def _nonnegative(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: a finite number >= 0 of ``kind``."""
+    return _number(kind, lambda v: v >= 0, "non-negative")
+
+
+def _number(kind: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             msg = f"expected a {kind.__name__}, got {text!r}"
             raise argparse.ArgumentTypeError(msg) from None
-        if value <= 0:
-            msg = f"expected a positive {kind.__name__}, got {text!r}"
+        if not math.isfinite(value) or not ok(value):
+            msg = f"expected a finite {what} {kind.__name__}, got {text!r}"
             raise argparse.ArgumentTypeError(msg)
         return value
 
@@ -207,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--activation", choices=("relu", "tanh", "sigmoid"), default="relu")
     t.add_argument("--optimizer", choices=("sgd", "adam"), default=None)
     t.add_argument("--lr", type=_positive(float), default=None, help="learning rate")
-    t.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    t.add_argument("--momentum", type=_nonnegative(float), default=0.0, help="SGD momentum")
     t.add_argument("--epochs", type=_positive(int), default=None)
     t.add_argument("--batch-size", type=_positive(int), default=None)
     t.add_argument("--seed", type=int, default=0)
@@ -221,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tinygrad-bp`` and ``python -m tinygrad_bp``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    problem = _unwritable(args.out)
+    if problem:  # checked before any training: a run must not end in a traceback
+        parser.error(f"--out {args.out}: {problem}")
     try:
         if args.command == "demo":
             return demo(args.out, args.steps, progress=not args.no_progress)
@@ -228,6 +244,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingExtraError as error:
         print(f"tinygrad-bp: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("tinygrad-bp: interrupted", file=sys.stderr)
+        return 130
+
+
+def _unwritable(folder: Path) -> str:
+    """Why files cannot be written into ``folder`` (made if missing), or "" when they can."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"the folder {existing} is not writable"
+    return ""
 
 
 if __name__ == "__main__":

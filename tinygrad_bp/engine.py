@@ -33,6 +33,7 @@ The fast path computes the same thing as the reference, faster:
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -375,13 +376,20 @@ def _local_values(node: Value) -> tuple[Any, ...]:
 def _not_finite(node: Value, d: Any) -> ArithmeticError:
     """The error for a gradient that stopped being a finite float at ``node``.
 
-    Either the local derivative ``d`` itself is infinite or undefined
-    (NonDifferentiableError), or multiplying and summing finite numbers
-    overflowed (OperationOverflowError).
+    The local derivative ``d`` is undefined there (nan, or infinite at an
+    input of exactly 0, where the table's singularities are: sqrt at 0, a**b
+    at a = 0): NonDifferentiableError. It is infinite at nonzero inputs (1/a
+    at a = 5e-324: a real number, too large for a float), or multiplying and
+    summing finite numbers overflowed: OperationOverflowError.
     """
-    if not _NEG_INF < d < _INF:
+    values = [x._data for x in node.inputs]
+    shown = ", ".join(repr(v) for v in values)
+    if math.isnan(d) or (not _NEG_INF < d < _INF and 0.0 in values):
         return _not_differentiable(node, d)
-    shown = ", ".join(repr(x.data) for x in node.inputs)
+    if not _NEG_INF < d < _INF:
+        return OperationOverflowError(
+            f"backward through {node.op} at inputs ({shown}): the local derivative is too large for a float"
+        )
     return OperationOverflowError(
         f"backward through {node.op} at inputs ({shown}): the gradient is too large for a float"
     )

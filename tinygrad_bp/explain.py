@@ -34,6 +34,18 @@ from .value import Value
 __all__ = ["Explanation", "NodeNames", "Path", "Verdict", "check", "explain", "local_derivatives"]
 
 
+def printable(text: str) -> str:
+    r"""``text`` with each control or format character written as its escape (``\n``, ``\x1b``, ...).
+
+    Labels and operation names are user text: printed raw, a newline would
+    break a table and a terminal escape code would recolour or rewrite the
+    console. Everything else is kept as it is.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
 class NodeNames:
     """Readable names for the nodes of one graph, for tables and step-by-step text.
 
@@ -47,12 +59,12 @@ class NodeNames:
         self._digits = digits
 
     def __call__(self, node: Value) -> str:
-        """The name of ``node``."""
+        """The name of ``node``; control characters of a label (newlines, terminal codes) as escapes."""
         if node.label:
-            return node.label
+            return printable(node.label)
         k = self._position.get(id(node), "?")
         if node.op:
-            return f"{node.op}#{k}"
+            return f"{printable(node.op)}#{k}"
         if node.requires_grad:
             return f"leaf#{k}"
         return format(node.data, f".{self._digits}g")

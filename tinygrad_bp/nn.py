@@ -22,6 +22,7 @@ import math
 import os
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .value import NO_GRAD, Value, as_value, linear
@@ -61,11 +62,18 @@ def _rng(seed: int | random.Random | None) -> random.Random:
 
 
 def _number(key: str, x: object) -> float:
-    """``x`` as a finite float, or ValueError naming ``key``."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        msg = f"state_dict[{key!r}]: expected a finite number, got {x!r}"
+    """``x`` as a finite float, or ValueError naming ``key`` (also for an int too large for a float)."""
+    value = None
+    if not isinstance(x, bool) and isinstance(x, (int, float)):
+        try:
+            value = float(x)
+        except OverflowError:
+            value = None
+    if value is None or not math.isfinite(value):
+        shown = repr(x) if len(repr(x)) <= 40 else f"a number of {len(repr(x))} characters"
+        msg = f"state_dict[{key!r}]: expected a finite number, got {shown}"
         raise ValueError(msg)
-    return float(x)
+    return value
 
 
 def _vector(key: str, xs: object, n: int) -> list[float]:
@@ -148,7 +156,7 @@ class Module:
             raise ValueError(msg)  # noqa: TRY004 - API.md: a bad state is always ValueError
         expected = set(self.state_dict())
         missing = sorted(expected - set(state))
-        unexpected = sorted(set(state) - expected)
+        unexpected = sorted(set(state) - expected, key=repr)  # keys may be of any type: not only str
         if missing:
             msg = f"load_state_dict: missing key(s) {missing}"
             raise ValueError(msg)
@@ -223,13 +231,32 @@ def _declared_parameters(module: str, config: Mapping[str, Any]) -> int | None:
     return None
 
 
+MAX_STATE_BYTES = 256 * 2**20
+"""The largest state file :meth:`Module.load` reads (256 MiB: some 10 million parameters as JSON)."""
+
+
 def _read_module_file(path: str | os.PathLike[str], cls: type) -> dict[str, Any]:
-    """The JSON document of a saved module, checked to be one of class ``cls``; else ValueError."""
+    """The JSON document of a saved module, checked to be one of class ``cls``; else ValueError.
+
+    Only a regular file is read (not a device such as /dev/zero, not a pipe), and at
+    most :data:`MAX_STATE_BYTES` of it.
+    """
+    name = os.fspath(path)
+    if Path(name).exists() and not Path(name).is_file():
+        msg = f"load: {name!r} is not a regular file"
+        raise ValueError(msg)
+    with open(name, "rb") as f:
+        raw = f.read(MAX_STATE_BYTES + 1)
+    if len(raw) > MAX_STATE_BYTES:
+        msg = f"load: {name!r} is larger than the limit of {MAX_STATE_BYTES:,} bytes (nn.MAX_STATE_BYTES)"
+        raise ValueError(msg)
     try:
-        with open(path, encoding="utf-8") as f:
-            document = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        msg = f"load: {os.fspath(path)!r} is not a valid JSON state file ({error})"
+        document = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        msg = f"load: {name!r} is not a tinygrad_bp state file (its JSON is nested too deeply)"
+        raise ValueError(msg) from None
+    except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError, or an int of too many digits
+        msg = f"load: {name!r} is not a valid JSON state file ({str(error)[:200]})"
         raise ValueError(msg) from None
     valid = isinstance(document, dict) and document.get("format") == "tinygrad_bp"
     if not valid or "state" not in document:

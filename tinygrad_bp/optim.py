@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+from .errors import OperationOverflowError
 from .value import NO_GRAD, Value
 
 __all__ = ["SGD", "Adam", "Optimizer"]
@@ -27,11 +28,29 @@ def _check_params(name: str, params: Iterable[Value]) -> list[Value]:
     return ps
 
 
+def _as_finite(x: object) -> float | None:
+    """``x`` as a finite float, or None (not a number, a bool, inf, nan, or an int too large for a float)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    try:
+        value = float(x)
+    except OverflowError:  # an int such as 10**400
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _shown(x: object) -> str:
+    """``repr(x)``, cut short for a huge number."""
+    text = repr(x)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
 def _check_finite(name: str, what: str, x: float) -> float:
-    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
-        msg = f"{name}: {what} must be a finite number, got {x!r}"
+    value = _as_finite(x)
+    if value is None:
+        msg = f"{name}: {what} must be a finite number, got {_shown(x)}"
         raise ValueError(msg)
-    return float(x)
+    return value
 
 
 def _check_flag(name: str, what: str, x: object) -> bool:
@@ -42,10 +61,20 @@ def _check_flag(name: str, what: str, x: object) -> bool:
 
 
 def _check_nonnegative(name: str, what: str, x: float) -> float:
-    if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x) or x < 0:
-        msg = f"{name}: {what} must be a finite number >= 0, got {x!r}"
+    value = _as_finite(x)
+    if value is None or value < 0:
+        msg = f"{name}: {what} must be a finite number >= 0, got {_shown(x)}"
         raise ValueError(msg)
-    return float(x)
+    return value
+
+
+def _not_finite(name: str, i: int, p: Value, what: str) -> OperationOverflowError:
+    """The error of a step that would write a non-finite number: raised before anything is written."""
+    label = f" ({p.label!r})" if p.label else ""
+    return OperationOverflowError(
+        f"{name}.step: the new {what} of params[{i}]{label} is not a finite number "
+        f"(its grad is {p.grad!r}); nothing was changed"
+    )
 
 
 class Optimizer:
@@ -88,7 +117,7 @@ class Optimizer:
         name = type(self).__name__
         expected = set(self._numbers) | set(self._lists)
         if not isinstance(state, Mapping) or set(state) != expected:
-            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            got = sorted(state, key=repr) if isinstance(state, Mapping) else type(state).__name__
             msg = f"{name}.load_state_dict: expected the keys {sorted(expected)}, got {got}"
             raise ValueError(msg)
         numbers = {attr: _state_number(name, key, state[key]) for key, attr in self._numbers.items()}
@@ -103,10 +132,14 @@ class Optimizer:
 def _state_number(name: str, key: str, x: object) -> Any:
     """A finite number >= 0 from a saved state (an int for a step count), or ValueError naming the key."""
     kinds = int if key == "step" else (int, float)
-    if isinstance(x, bool) or not isinstance(x, kinds) or not math.isfinite(x) or x < 0:
-        msg = f"{name}.load_state_dict: {key!r} must be a finite number >= 0, got {x!r}"
+    value = _as_finite(x)
+    if not isinstance(x, kinds) or value is None or value < 0:
+        msg = f"{name}.load_state_dict: {key!r} must be a finite number >= 0, got {_shown(x)}"
         raise ValueError(msg)
     return x
+
+
+_NONNEGATIVE_STATE = frozenset({"exp_avg_sq", "max_exp_avg_sq"})
 
 
 def _state_list(name: str, key: str, xs: object, n: int, *, none_ok: bool) -> list[Any]:
@@ -117,8 +150,12 @@ def _state_list(name: str, key: str, xs: object, n: int, *, none_ok: bool) -> li
     for x in xs:
         if x is None and none_ok:
             continue
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-            msg = f"{name}.load_state_dict: {key!r} holds {x!r}, not a finite number"
+        value = _as_finite(x)
+        if value is None:
+            msg = f"{name}.load_state_dict: {key!r} holds {_shown(x)}, not a finite number"
+            raise ValueError(msg)
+        if key in _NONNEGATIVE_STATE and value < 0:
+            msg = f"{name}.load_state_dict: {key!r} holds {x!r}: a second moment is never negative"
             raise ValueError(msg)
     if key == "step":
         if not all(isinstance(x, int) and x >= 0 for x in xs):
@@ -163,19 +200,35 @@ class SGD(Optimizer):
         self._buffers: list[float | None] = [None] * len(self.params)
 
     def step(self) -> None:
-        """One update of every parameter that has a gradient, as ``torch.optim.SGD.step``."""
-        lr, mu, wd = self.lr, self.momentum, self.weight_decay
+        """One update of every parameter that has a gradient, as ``torch.optim.SGD.step``.
+
+        Every new value is computed and checked first, then all are written: a
+        step that would write a non-finite number raises OperationOverflowError
+        and changes nothing (nor does a learning rate set to nan or inf).
+        """
+        lr = _check_nonnegative("SGD", "lr", self.lr)
+        mu, wd = self.momentum, self.weight_decay
+        updates = []
         for i, p in enumerate(self.params):
             if p.grad is NO_GRAD:
                 continue
             g = -p.grad if self.maximize else p.grad
             g = g + wd * p.data if wd else g
+            b = None
             if mu:
                 b = self._buffers[i]
                 b = g if b is None else mu * b + (1.0 - self.dampening) * g
-                self._buffers[i] = b
+                if not math.isfinite(b):
+                    raise _not_finite("SGD", i, p, "momentum buffer")
                 g = g + mu * b if self.nesterov else b
-            p.data -= lr * g
+            new = p.data - lr * g
+            if not math.isfinite(new):
+                raise _not_finite("SGD", i, p, "value")
+            updates.append((i, p, new, b))
+        for i, p, new, b in updates:
+            if mu:
+                self._buffers[i] = b
+            p.data = new
 
 
 class Adam(Optimizer):
@@ -233,21 +286,32 @@ class Adam(Optimizer):
         return max(self._t, default=0)
 
     def step(self) -> None:
-        """One update of every parameter that has a gradient, as ``torch.optim.Adam.step``."""
+        """One update of every parameter that has a gradient, as ``torch.optim.Adam.step``.
+
+        Every new value is computed and checked first, then all are written: a
+        step that would write a non-finite number (a moment that overflows, say
+        after a gradient of 1e200) raises OperationOverflowError and changes nothing.
+        """
+        lr = _check_nonnegative("Adam", "lr", self.lr)
         b1, b2 = self.betas
+        updates = []
         for i, p in enumerate(self.params):
             if p.grad is NO_GRAD:
                 continue
-            self._t[i] += 1
-            t = self._t[i]
+            t = self._t[i] + 1
             g = -p.grad if self.maximize else p.grad
             g = g + self.weight_decay * p.data if self.weight_decay else g
             m = self._m[i] + (1.0 - b1) * (g - self._m[i])  # torch: exp_avg.lerp_(grad, 1 - b1)
             v = self._v[i] * b2 + (1.0 - b2) * g * g  # torch: exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
-            self._m[i], self._v[i] = m, v
-            if self.amsgrad:
-                v = self._v_max[i] = max(self._v_max[i], v)
-            step_size = self.lr / (1.0 - b1**t)
+            v_max = max(self._v_max[i], v) if self.amsgrad else self._v_max[i]
+            step_size = lr / (1.0 - b1**t)
             bias_correction2_sqrt = (1.0 - b2**t) ** 0.5  # torch: bias_correction2 ** 0.5
-            denom = math.sqrt(v) / bias_correction2_sqrt + self.eps
-            p.data += (-step_size * m) / denom  # torch: addcdiv computes value * m / denom, left to right
+            denom = math.sqrt(v_max if self.amsgrad else v) / bias_correction2_sqrt + self.eps
+            new = p.data + (-step_size * m) / denom  # torch's addcdiv: value * m / denom, left to right
+            for what, x in (("first moment", m), ("second moment", v), ("value", new)):
+                if not math.isfinite(x):
+                    raise _not_finite("Adam", i, p, what)
+            updates.append((i, p, t, m, v, v_max, new))
+        for i, p, t, m, v, v_max, new in updates:
+            self._t[i], self._m[i], self._v[i], self._v_max[i] = t, m, v, v_max
+            p.data = new

@@ -260,7 +260,7 @@ def accuracy(
         raise ValueError("accuracy: pass predict=... to decide the class of an output")
     if len(X) != len(y):
         raise ValueError(f"accuracy: {len(X)} samples but {len(y)} labels")
-    if not X:
+    if len(X) == 0:  # len(): X may be a NumPy array, whose truth value is ambiguous
         raise ValueError("accuracy: no samples")
     with no_grad():
         correct = sum(objective.predict(model(x)) == _label(t) for x, t in zip(X, y))
@@ -567,7 +567,7 @@ def _check_fit(
     """ValueError for inconsistent data or arguments, before anything changes."""
     if len(X) != len(y):
         raise ValueError(f"fit: {len(X)} samples but {len(y)} targets")
-    if not X:
+    if len(X) == 0:  # len(): X may be a NumPy array, whose truth value is ambiguous
         raise ValueError("fit: no training samples")
     if (X_test is None) != (y_test is None):
         raise ValueError("fit: give both X_test and y_test, or neither")

@@ -233,7 +233,15 @@ def _check_data(data: object, where: str) -> float:
     if type(data) is float:
         value = data
     elif isinstance(data, numbers.Real) and not isinstance(data, Value):
-        value = float(data)
+        try:
+            value = float(data)
+        except OverflowError:  # an int such as 10**400
+            if isinstance(data, int):  # its size from its bits: str() of a huge int is refused by Python
+                shown = f"an int of about {int(abs(data).bit_length() * 0.30103) + 1} digits"
+            else:
+                shown = f"{type(data).__name__} {str(data)[:40]}"
+            msg = f"{where}: {shown} is too large for a float"
+            raise OperationOverflowError(msg) from None
     else:
         msg = f"{where}: data must be a real number (int, float or NumPy real), not {type(data).__name__}"
         raise TypeError(msg)
@@ -1263,6 +1271,10 @@ def _failed(op: str, values: Sequence[float], error: Exception) -> Exception:
         return error
     if isinstance(error, ZeroDivisionError):
         return ZeroDivisionInOperationError(f"{op}: division by zero (inputs {shown})")
+    if isinstance(error, ValueError) and "fsum" in str(error):  # a product or term overflowed to inf
+        return OperationOverflowError(
+            f"{op}: an intermediate product or sum is too large for a float (inputs {shown})"
+        )
     if isinstance(error, ValueError):
         return DomainError(f"{op}: inputs ({shown}) are outside the domain: {error}")
     return _overflow(op, values)

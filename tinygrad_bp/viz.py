@@ -140,9 +140,24 @@ def displayed_text(text: str) -> str:
     return "".join(_visible(ch) for ch in text)
 
 
+MAX_LABEL_CHARS = 200
+"""A label or operation name longer than this is drawn shortened (the Value keeps all of it).
+
+Graphviz refuses an HTML-like label over 16 KB once escaped, and a picture
+cannot show a page of text anyway.
+"""
+
+
+def shortened(text: str) -> str:
+    """``text`` as a drawing shows it: at most MAX_LABEL_CHARS characters, and how long it was."""
+    if len(text) <= MAX_LABEL_CHARS:
+        return text
+    return f"{text[:MAX_LABEL_CHARS]}\u2026 ({len(text):,} characters)"
+
+
 def _html(text: str) -> str:
-    """``text`` as the content of an HTML-like Graphviz label: escaped, newlines as <BR/>."""
-    shown = displayed_text(text).replace("\\", "\\\\")  # Graphviz reads a doubled backslash as one
+    """``text`` as the content of an HTML-like Graphviz label: shortened, escaped, newlines as <BR/>."""
+    shown = displayed_text(shortened(text)).replace("\\", "\\\\")  # Graphviz reads a doubled backslash as one
     shown = shown.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     shown = shown.replace("]", "&#93;")  # a lone "]" would otherwise merge into the next cell (Graphviz 2.43)
     return shown.replace("\n", "<BR/>")

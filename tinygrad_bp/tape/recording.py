@@ -145,46 +145,52 @@ class _Graph:
 
 
 def _structure(
-    root: Value, params: dict[int, tuple[str, int]], inputs: dict[int, tuple[str, int]]
+    roots: Value | Sequence[Value], params: dict[int, tuple[str, int]], inputs: dict[int, tuple[str, int]]
 ) -> list[Any]:
-    """The canonical structure of ``root``'s graph: one entry per node, in topological order.
+    """The canonical structure of the graph of ``roots`` (the output, then any aux outputs).
 
-    A node is ``(op, positions of its operands)``, an input or a param ``("x", i)``/``("p", j)``
-    (from the role maps ``inputs``/``params``), any other leaf ``("c", value)`` (``("?", value)``
-    if it requires grad). Equal lists mean the same graph up to the identity of the input Values.
-    One depth-first pass in :func:`tinygrad_bp.toposort`'s order; a node gets its position when finished.
+    One entry per node, in topological order: a node is ``(op, positions of its operands)``, an
+    input or a param ``("x", i)``/``("p", j)`` (from the role maps ``inputs``/``params``), any
+    other leaf ``("c", value)`` (``("?", value)`` if it requires grad). With several roots, each
+    is followed by ``("out", its position)``. Equal lists mean the same graph up to the identity
+    of the input Values. One depth-first pass in :func:`tinygrad_bp.toposort`'s order; a node
+    gets its position when finished.
     """
+    several = not isinstance(roots, Value)
     entries: list[Any] = []
-    position = {id(root): -1}
-    stack: list[tuple[Value, int]] = [(root, 0)]
-    while stack:
-        node, i = stack.pop()
-        inputs_ = node.inputs
-        n = len(inputs_)
-        while i < n:
-            child = inputs_[i]
-            i += 1
-            key = id(child)
-            if key in position:
-                continue
-            if child.inputs:
-                position[key] = -1
-                stack.append((node, i))
-                stack.append((child, 0))
-                break
-            position[key] = len(entries)  # a leaf is finished at once
-            entries.append(
-                params.get(key) or inputs.get(key) or ("?" if child.requires_grad else "c", child.data)
-            )
-        else:
-            position[id(node)] = len(entries)
-            if n:
-                entries.append((node.op, tuple([position[id(a)] for a in inputs_])))
-            else:
-                key = id(node)
-                entries.append(
-                    params.get(key) or inputs.get(key) or ("?" if node.requires_grad else "c", node.data)
-                )
+    position: dict[int, int] = {}
+    for root in [roots] if isinstance(roots, Value) else roots:
+        if id(root) not in position:
+            position[id(root)] = -1
+            stack: list[tuple[Value, int]] = [(root, 0)]
+            while stack:
+                node, i = stack.pop()
+                inputs_ = node.inputs
+                n = len(inputs_)
+                while i < n:
+                    child = inputs_[i]
+                    i += 1
+                    key = id(child)
+                    if key in position:
+                        continue
+                    if child.inputs:
+                        position[key] = -1
+                        stack.append((node, i))
+                        stack.append((child, 0))
+                        break
+                    position[key] = len(entries)  # a leaf is finished at once
+                    role = params.get(key) or inputs.get(key)
+                    entries.append(role or ("?" if child.requires_grad else "c", child.data))
+                else:
+                    position[id(node)] = len(entries)
+                    if n:
+                        entries.append((node.op, tuple([position[id(a)] for a in inputs_])))
+                    else:
+                        key = id(node)
+                        role = params.get(key) or inputs.get(key)
+                        entries.append(role or ("?" if node.requires_grad else "c", node.data))
+        if several:
+            entries.append(("out", position[id(root)]))
     return entries
 
 

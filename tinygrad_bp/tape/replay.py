@@ -469,8 +469,9 @@ class Tape:
                 x[lo:hi, b].reshape(s) for s, lo, hi in zip(self._shapes, self._offsets, self._offsets[1:])
             ]
             values, inputs = _make_inputs(sample, self._names)
-            out = _output_of(self._fn(*values))[0]
-            found = _structure(out, params, _roles("x", inputs))
+            out, aux = _output_of(self._fn(*values))
+            roots = [out, *aux] if len(self._graph.outputs) > 1 or aux else out
+            found = _structure(roots, params, _roles("x", inputs))
             if found != self._structure and found != self._current_structure():
                 raise TapeMismatchError(self._mismatch_message(found, b))
 

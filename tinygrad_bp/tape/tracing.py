@@ -88,7 +88,8 @@ def trace(
     graph, ids = _checked_capture([output, *aux, *extras], inputs, params, n_outputs=1 + len(aux))
     guards = [_guard(ids, *comparison) for comparison in log.comparisons]
     escapes = [_Escape(None if v is None else ids[id(v)], how, where) for v, how, where in log.escapes]
-    structure = _structure(output, _roles("p", graph.params), _roles("x", inputs))
+    roots = [output, *aux] if aux else output  # aux outputs are checked on re-tracing too
+    structure = _structure(roots, _roles("p", graph.params), _roles("x", inputs))
     return Tape(graph, shapes, names, structure=structure, fn=fn, guards=guards, escapes=escapes, check=check)
 
 
