@@ -295,3 +295,18 @@ def test_cross_entropy_keeps_its_digits_at_huge_logits(logits, target, expected)
     assert loss.data == pytest.approx(expected, rel=1e-15, abs=1e-300)
     loss.backward()
     assert sum(x.grad for x in z) == pytest.approx(0.0, abs=1e-15)  # softmax - one_hot sums to 0
+
+
+def test_bce_below_1e_12_is_the_exact_derivative_where_torch_divides_by_its_epsilon(torch):
+    """README's table: at p = 1e-20, t = 1 the loss is -log p and d/dp = -1/p; torch's backward
+    gives (p - t) / max(p (1 - p), 1e-12) instead (a deliberate difference)."""
+    from tinygrad_bp.losses import binary_cross_entropy
+
+    p = Value(1e-20)
+    loss = binary_cross_entropy(p, 1.0)
+    loss.backward()
+    assert close(loss.data, -math.log(1e-20), rel=1e-12)
+    assert close(p.grad, -1e20, rel=1e-12)
+    tp = torch.tensor(1e-20, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.binary_cross_entropy(tp, torch.tensor(1.0, dtype=torch.float64)).backward()
+    assert close(tp.grad.item(), (1e-20 - 1.0) / 1e-12, rel=1e-6)  # 8 orders of magnitude from -1/p
