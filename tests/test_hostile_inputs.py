@@ -274,3 +274,19 @@ def test_mlp_load_of_any_json_is_a_model_or_a_value_error(document, tmp_path):
     path.write_text(json.dumps(document))
     with contextlib.suppress(ValueError):  # anything else (TypeError, RecursionError, ...) fails the test
         tg.MLP.load(path)
+
+
+def test_10_a_gzip_bomb_is_refused_from_its_header_before_it_is_decompressed(tmp_path):
+    import gzip
+    import struct
+
+    from tinygrad_bp.data import MAX_IDX_BYTES, read_idx
+
+    path = tmp_path / "bomb.idx.gz"
+    declared = 800_000_000
+    assert declared > MAX_IDX_BYTES
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, 1]) + struct.pack(">I", declared))
+        f.write(b"\0" * 1_000_000)  # what follows is never read
+    with pytest.raises(ValueError, match="more than the"):
+        read_idx(path)

@@ -175,7 +175,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 # The most data bytes an IDX file may declare (MNIST's largest file holds 47 MB): a header that asks
 # for more is refused before anything is read, so a small or endless file cannot take all memory.
-MAX_IDX_BYTES = 1 << 31
+# 128 MiB: as nested Python lists (8 bytes a reference), that is already about 1 GiB of memory.
+MAX_IDX_BYTES = 1 << 27
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
