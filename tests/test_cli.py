@@ -141,3 +141,16 @@ def test_demo_with_a_failing_layout_program_falls_back_to_dot_source(tmp_path):
     assert (tmp_path / "tinygrad_bp_demo" / "worked_example.dot").read_text().startswith("digraph")
     page = (tmp_path / "tinygrad_bp_demo" / "worked_example_steps.html").read_text(encoding="utf-8")
     assert "step 1 of 22" in page
+
+
+def test_ctrl_c_ends_with_a_line_and_status_130_not_a_traceback(monkeypatch, capsys, tmp_path):
+    import tinygrad_bp.__main__ as cli
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "train", interrupted)
+    assert cli.main(["train", "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err
+    assert "Traceback" not in err
