@@ -33,6 +33,18 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert "graphviz" in ci
 
 
+def test_ci_runs_the_oldest_and_newest_python_and_the_wheel():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "bash .ci/other_pythons" in ci
+    assert "bash .ci/wheel" in ci
+    others = (ROOT / ".ci" / "other_pythons").read_text(encoding="utf-8")
+    assert "for version in 3.10 3.13" in others
+    assert "is not installed" in others  # a missing interpreter fails clearly
+    wheel = (ROOT / ".ci" / "wheel").read_text(encoding="utf-8")
+    assert "twine check" in wheel
+    assert "demo" in wheel
+
+
 def test_package_is_typed():
     assert (ROOT / "tinygrad_bp" / "py.typed").exists()
 

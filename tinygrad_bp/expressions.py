@@ -34,6 +34,7 @@ import ast
 import json
 import math
 import operator
+import re
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -367,8 +368,11 @@ def expression(
 
 
 def unparse(tree: ast.expr) -> str:
-    """Source text of a transformed expression."""
-    return ast.unparse(tree)
+    """Source text of a transformed expression, the same on every supported Python.
+
+    (Python 3.10's ast.unparse writes a comprehension's tuple target in parentheses.)
+    """
+    return re.sub(r"for \(([^()]*)\) in ", r"for \1 in ", ast.unparse(tree))
 
 
 def check_names(source: str, allowed: Sequence[str], where: str) -> None:
