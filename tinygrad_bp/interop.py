@@ -8,6 +8,19 @@ activations, in float64, with the same weights: row j of a Linear's
 
 PyTorch is imported only when one of these functions is called; without it
 they raise ImportError naming ``pip install 'tinygrad_bp[torch]'``.
+
+**From a scalar lesson to PyTorch training.** A model of your own, not an
+MLP, moves through a tape: record its loss once with
+:func:`tinygrad_bp.tape.trace`, then ``tape.to_torch()`` gives a
+``torch.nn.Module`` that computes the same graph on batched tensors, its
+params one ``nn.Parameter`` (see :mod:`tinygrad_bp.tape.to_torch`). From
+there it is PyTorch's: ``module.to("cuda")``, ``torch.optim``, and for
+several GPUs or machines ``torch.nn.parallel.DistributedDataParallel(module)``
+as for any module::
+
+    tape = trace(lambda x, t: mse_loss(model(x), t), example_x, example_t, params=model.parameters())
+    module = tape.to_torch().to(device)
+    loss = module(X_batch, T_batch).mean()   # then loss.backward(), opt.step(), as in PyTorch
 """
 
 from __future__ import annotations

@@ -178,6 +178,16 @@ class Tape:
 
     # --- what was recorded ----------------------------------------------------------------------
 
+    def to_torch(self, dtype: Any = None) -> Any:
+        """The tape's graph as a ``torch.nn.Module`` (float64; the params one ``nn.Parameter``).
+
+        ``module(*inputs)`` computes the per-sample outputs on batched tensors on
+        any device, with torch's autograd: see :mod:`tinygrad_bp.tape.to_torch`.
+        """
+        from .to_torch import to_torch
+
+        return to_torch(self, dtype)
+
     @property
     def params(self) -> list[Value]:
         """The Values whose gradients the replay returns, in order (read fresh at every replay)."""
