@@ -174,3 +174,32 @@ def test_trace_graph_walks_prev_and_op():
     assert len(edges) == 6  # x and 2 into *, * and 1 into +, + into ReLU, ReLU into **2
     graph = viz.draw_dot(y, "svg", "TB")  # micrograd's positional format and rankdir
     assert "rankdir=TB" in graph.source
+
+
+def test_the_drop_in_records_micrographs_graph_so_values_agree_to_the_last_bit():
+    """a - b is a + (-b), -a is a * -1, a / b is a * b**-1, as micrograd builds them: the forward
+    values are micrograd's exactly (gradients are sums whose order micrograd takes from a set)."""
+    micrograd_engine = pytest.importorskip("micrograd.engine", reason="micrograd==0.1.0 is in the bench extra")
+
+    def more_ops(value_cls):
+        a, b = value_cls(-4.0), value_cls(2.0)
+        c = a + b
+        d = a * b + b**3
+        c += c + 1
+        c += 1 + c + (-a)
+        d += d * 2 + (b + a).relu()
+        d += 3 * d + (b - a).relu()
+        e = c - d
+        f = e**2
+        g = f / 2.0
+        g += 10.0 / f
+        h = (3.0 - a) / (b - 7.0)
+        return [g.data, h.data, e.data, f.data]
+
+    assert more_ops(Value) == more_ops(micrograd_engine.Value)
+    y = Value(3.0) / 7.0
+    assert y._op == "*"
+    assert type(y) is Value
+    assert y.data == 3.0 * 7.0**-1  # micrograd's a * b**-1, not 3.0 / 7.0
+    z = Value(3.0) / Value(7.0)
+    assert sorted(p._op for p in z._prev) == ["", "**-1"]

@@ -11,6 +11,7 @@ on it. The results of operators are tinygrad_bp Values, which have
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from tinygrad_bp.errors import UnknownOperationError
 from tinygrad_bp.rules import RULES
@@ -59,3 +60,60 @@ class Value(_Value):
         super().__init__(data, label=label)
         if inputs:
             attach(self, op, inputs)
+
+    # --- micrograd's graph: the same nodes micrograd records, so the same numbers to the last bit ---
+    # micrograd builds a - b as a + (-b), -a as a * -1 and a / b as a * b**-1, and wraps a number
+    # operand in a Value. Each method below composes tinygrad_bp's operations the same way; every
+    # node it makes is of this class, so what is built from it composes as micrograd does too.
+
+    def __add__(self, other: Any) -> Value:
+        return _mine(_Value.__add__(self, other))
+
+    def __mul__(self, other: Any) -> Value:
+        return _mine(_Value.__mul__(self, other))
+
+    def __pow__(self, other: Any) -> Value:
+        if not isinstance(other, (int, float)) or isinstance(other, bool):
+            msg = f"Value ** : micrograd supports int/float powers only, not {type(other).__name__}"
+            raise TypeError(msg)
+        return _mine(_Value.__pow__(self, other))
+
+    def relu(self) -> Value:
+        """max(self, 0): micrograd's ReLU."""
+        return _mine(_Value.relu(self))
+
+    def tanh(self) -> Value:
+        """The hyperbolic tangent of self, as the lecture adds it."""
+        return _mine(_Value.tanh(self))
+
+    def exp(self) -> Value:
+        """e ** self, as the lecture adds it."""
+        return _mine(_Value.exp(self))
+
+    def __neg__(self) -> Value:  # -self
+        return self * -1
+
+    def __radd__(self, other: Any) -> Value:  # other + self
+        return self + other
+
+    def __sub__(self, other: Any) -> Value:  # self - other
+        return self + (-other)
+
+    def __rsub__(self, other: Any) -> Value:  # other - self
+        return other + (-self)  # a number + a Value: Value.__radd__
+
+    def __rmul__(self, other: Any) -> Value:  # other * self
+        return self * other
+
+    def __truediv__(self, other: Any) -> Value:  # self / other
+        return self * other**-1
+
+    def __rtruediv__(self, other: Any) -> Value:  # other / self
+        return other * self**-1  # a number * a Value: Value.__rmul__
+
+
+def _mine(node: _Value) -> Value:
+    """``node`` as a micrograd Value (the same slots: only its class changes)."""
+    if type(node) is not Value:
+        node.__class__ = Value
+    return node  # type: ignore[return-value]  # its class is Value now
