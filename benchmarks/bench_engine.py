@@ -655,64 +655,49 @@ def measure_chain(session: Session) -> None:
     }
 
 
+def _timed_steps(session: Session, labels: list[str], *, binary: bool) -> dict[str, Any]:
+    """Set up the demo's step in each worker of ``labels``, then time the steps, interleaved."""
+    config = session.config
+    setups = {
+        label: session.call(label, "mlp_setup", n_points=config["moons"], binary=binary) for label in labels
+    }
+    ready = [label for label, setup in setups.items() if setup]
+    raw = interleaved(
+        {
+            label: (lambda label=label: session.call(label, "mlp", min_time=config["mlp_min_time"]))
+            for label in ready
+        },
+        config["repeats_mlp"],
+        collect=False,
+    )
+    timings = {}
+    for label, samples in raw.items():
+        steps = [s for s in samples if s]
+        per_sample = [sum(s) / len(s) for s in steps]
+        timings[label] = {
+            **setups[label],
+            "step_samples_s": per_sample,
+            "steps_timed": sum(len(s) for s in steps),
+            "step_median_s": median(per_sample),
+        }
+    return timings
+
+
 def measure_mlp(session: Session) -> None:
-    """(c) the micrograd demo's training step."""
+    """(c) the micrograd demo's training step, each library with its own MLP."""
     config = session.config
     progress(
         f"[c] MLP(2, [16, 16, 1]) training step on {config['moons']} two-moons points "
         f"x {config['repeats_mlp']} repeats ..."
     )
-    setups = {label: session.call(label, "mlp_setup", n_points=config["moons"]) for label in session.workers}
-    labels = [label for label, setup in setups.items() if setup]
-    raw = interleaved(
-        {
-            label: (lambda label=label: session.call(label, "mlp", min_time=config["mlp_min_time"]))
-            for label in labels
-        },
-        config["repeats_mlp"],
-        collect=False,
-    )
-    mlp = {}
-    for label, samples in raw.items():
-        steps = [s for s in samples if s]
-        per_sample = [sum(s) / len(s) for s in steps]
-        mlp[label] = {
-            **setups[label],
-            "step_samples_s": per_sample,
-            "steps_timed": sum(len(s) for s in steps),
-            "step_median_s": median(per_sample),
-        }
-    session.results["mlp"] = mlp
+    session.results["mlp"] = _timed_steps(session, list(session.workers), binary=False)
 
 
 def measure_binary(session: Session) -> None:
     """(c2) the step on the identical binary graph: tinygrad_bp fused=False against micrograd."""
-    config = session.config
-    progress(f"[c2] the same step on micrograd's binary graph x {config['repeats_mlp']} repeats ...")
+    progress(f"[c2] the same step on micrograd's binary graph x {session.config['repeats_mlp']} repeats ...")
     labels = [label for label in (TBP, TBP_OFF, MG_OFF, MG_ON) if label in session.workers]
-    setups = {
-        label: session.call(label, "mlp_setup", n_points=config["moons"], binary=True) for label in labels
-    }
-    labels = [label for label, setup in setups.items() if setup]
-    raw = interleaved(
-        {
-            label: (lambda label=label: session.call(label, "mlp", min_time=config["mlp_min_time"]))
-            for label in labels
-        },
-        config["repeats_mlp"],
-        collect=False,
-    )
-    binary = {}
-    for label, samples in raw.items():
-        steps = [s for s in samples if s]
-        per_sample = [sum(s) / len(s) for s in steps]
-        binary[label] = {
-            **setups[label],
-            "step_samples_s": per_sample,
-            "steps_timed": sum(len(s) for s in steps),
-            "step_median_s": median(per_sample),
-        }
-    session.results["binary"] = binary
+    session.results["binary"] = _timed_steps(session, labels, binary=True)
 
 
 def measure_scale(session: Session) -> None:
