@@ -234,6 +234,33 @@ def quickstart() -> list[Cell]:
             print(error)
         """),
         md("""
+        ## 8. Where the derivatives live
+
+        Every built-in operation is one row of the rule table, `tinygrad_bp.rules.TABLE`: its
+        forward and its local derivatives, written once as expressions (`out` is the result).
+        The stepper prints a node's row in each backward step; the engine's fast loop is
+        generated from the same rows (`scripts/generate.py`), and so are the tape's NumPy kernels.
+        """),
+        code("""
+        from tinygrad_bp.rules import RULES, TABLE
+
+        for row in TABLE[:8]:
+            print(f"{row.name:8}  out = {row.forward:24}  {RULES[row.name].formula}")
+        """),
+        md("""
+        The branch of the generated backward loop for `*`: the row's derivatives `b` and `a`,
+        written inline (`a._data` is a's number), each share added to the input's running sum.
+        """),
+        code("""
+        import inspect
+        import textwrap
+        from tinygrad_bp import engine
+
+        source = inspect.getsource(engine._run_fast)
+        start = source.rindex("\\n", 0, source.index('elif op == "*"')) + 1
+        print(textwrap.dedent(source[start : source.index("elif", start + 20)]))
+        """),
+        md("""
         **Next:** `01_perceptrons.ipynb` checks the engine against the closed-form gradients of
         the perceptron and the delta rule.
         """),
