@@ -144,8 +144,10 @@ def test_the_lectures_manual_backprop():
     assert squared._prev == {a}
     r = Value(0.0, (b,), "ReLU")
     assert (r.op, r._op) == ("relu", "ReLU")
+    unknown = Value(1.0, (a,), "sqrt_of")  # micrograd takes any _op; its backward needs a _backward
+    assert unknown._op == "sqrt_of"
     with pytest.raises(UnknownOperationError, match="'sqrt_of'"):
-        Value(1.0, (a,), "sqrt_of")
+        unknown.backward()
     with pytest.raises(ValueError, match="_op"):
         Value(1.0, (a,))
 
@@ -203,3 +205,36 @@ def test_the_drop_in_records_micrographs_graph_so_values_agree_to_the_last_bit()
     assert y.data == 3.0 * 7.0**-1  # micrograd's a * b**-1, not 3.0 / 7.0
     z = Value(3.0) / Value(7.0)
     assert sorted(p._op for p in z._prev) == ["", "**-1"]
+
+
+def test_an_operation_defined_the_lectures_way_with_its_own_backward():
+    """The lecture adds an operation by building the node by hand and assigning ``out._backward``;
+    its name need not be one of tinygrad_bp's. backward() then runs micrograd's own algorithm."""
+    import math
+
+    def softsign(self):
+        s = self.data / (1 + abs(self.data))
+        out = Value(s, (self,), "softsign_by_hand")
+
+        def _backward():
+            self.grad += 1 / (1 + abs(self.data)) ** 2 * out.grad
+
+        out._backward = _backward
+        return out
+
+    x = Value(0.5)
+    y = softsign(x * 2.0) + x.tanh()
+    y.backward()
+    assert y.data == 0.5 + math.tanh(0.5)
+    assert x.grad == pytest.approx(2.0 / (1 + 1.0) ** 2 + (1 - math.tanh(0.5) ** 2), rel=1e-15)
+    assert y._op == "+"
+    assert {p._op for p in y._prev} == {"softsign_by_hand", "tanh"}
+
+
+def test_a_hand_made_node_of_an_unknown_operation_without_backward_says_so():
+    from tinygrad_bp.errors import UnknownOperationError
+
+    x = Value(0.5)
+    y = Value(0.25, (x,), "mystery")
+    with pytest.raises(UnknownOperationError, match="mystery"):
+        y.backward()

@@ -1098,7 +1098,11 @@ class Value:
         inputs = self.inputs
         if not inputs:
             return
-        local = RULES[self.op].local(self._data, *[x._data for x in inputs])
+        rule = RULES.get(self.op)
+        if rule is None:
+            msg = f"_backward: no derivative rule for the operation {self.op!r}, and no _backward of its own"
+            raise UnknownOperationError(msg)
+        local = rule.local(self._data, *[x._data for x in inputs])
         for x, d in zip(inputs, local):
             if x.requires_grad:
                 x.grad = x.grad + self.grad * float(d)

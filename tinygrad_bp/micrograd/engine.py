@@ -4,8 +4,15 @@
 builds nodes by hand, records a node of that operation over those operands
 (``'+'``, ``'*'``, ``'**k'``, ``'ReLU'``, ``'tanh'``, ``'exp'``, or any
 operation name of tinygrad_bp), so backward, ``_backward()`` and drawing work
-on it. The results of operators are tinygrad_bp Values, which have
-``_prev``, ``_op`` and ``_backward()`` too.
+on it. The results of operators are Values of this module too, which have
+``_prev``, ``_op`` and ``_backward()``.
+
+A node made by hand may also carry its own backward step, as the lecture
+defines an operation: ``out = Value(t, (x,), 'mysig')`` then
+``out._backward = fn``. Its operation need not be in tinygrad_bp's rule
+table. ``backward()`` on a graph with such a node runs micrograd's own
+algorithm (topological order, then each node's ``_backward()``), with
+micrograd's semantics: a second call adds to intermediate gradients too.
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from tinygrad_bp.engine import toposort
 from tinygrad_bp.errors import UnknownOperationError
 from tinygrad_bp.rules import RULES
 from tinygrad_bp.value import Number, attach, constant
 from tinygrad_bp.value import Value as _Value
 
-__all__ = ["Value"]
+__all__ = ["HandMade", "Value"]
 
 # micrograd's operation names -> tinygrad_bp's
 _OPS = {"ReLU": "relu"}
@@ -33,17 +41,18 @@ def _operation(op: str, children: tuple[_Value, ...]) -> tuple[str, tuple[_Value
             msg = f"Value: cannot read the exponent of the operation {op!r}"
             raise UnknownOperationError(msg) from None
         return "**", (children[0], constant(exponent))
-    name = _OPS.get(op, op)
-    if name not in RULES:
-        msg = f"Value: no derivative rule is registered for the operation {op!r}"
-        raise UnknownOperationError(msg)
-    return name, children
+    return _OPS.get(op, op), children  # a name without a rule needs its own _backward
 
 
 class Value(_Value):
     """A scalar node; ``Value(data, _children=(), _op='', label='')`` as micrograd's."""
 
     __slots__ = ()
+
+    def __new__(cls, data: Number = 0.0, _children: Iterable[_Value] = (), *_: Any, **__: Any) -> Any:
+        """A node made by hand (with ``_children``) can take its own ``_backward``: a :class:`HandMade`."""
+        del data
+        return object.__new__(HandMade if _children and cls is Value else cls)
 
     def __init__(
         self, data: Number, _children: Iterable[_Value] = (), _op: str = "", label: str = ""
@@ -110,6 +119,24 @@ class Value(_Value):
 
     def __rtruediv__(self, other: Any) -> Value:  # other / self
         return other * self**-1  # a number * a Value: Value.__rmul__
+
+
+    def backward(self, gradient: Number = 1.0) -> None:
+        """The engine's pass; micrograd's own when the graph holds a node with its own ``_backward``."""
+        order = toposort(self)
+        own = (v for v in order if isinstance(v, HandMade))
+        if not any("_backward" in v.__dict__ or v.op not in RULES for v in own):
+            super().backward(gradient)
+            return
+        self.grad = float(gradient)  # micrograd: self.grad = 1, then each node's step, outputs first
+        for v in reversed(order):
+            v._backward()
+
+
+class HandMade(Value):
+    """A node built by hand, ``Value(data, _children, _op)``: it may be given its own ``_backward``."""
+
+    __slots__ = ("__dict__",)
 
 
 def _mine(node: _Value) -> Value:
