@@ -135,7 +135,7 @@ class Module:
     def zero_grad(self) -> None:
         """Set every parameter's ``.grad`` to 0.0 (``NO_GRAD``: no gradient yet, as torch's None)."""
         for p in self.parameters():
-            p.grad = NO_GRAD
+            p._grad = NO_GRAD  # the slot behind .grad
 
     def state_dict(self) -> StateDict:
         """The parameters as plain JSON types (lists and floats)."""

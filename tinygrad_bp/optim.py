@@ -91,7 +91,7 @@ class Optimizer:
         one that no backward pass reached since, as PyTorch's optimizers do.
         """
         for p in self.params:
-            p.grad = NO_GRAD
+            p._grad = NO_GRAD  # the slot behind .grad: this loop runs every step
 
     def step(self) -> None:
         """Update every parameter from its ``.grad``."""
@@ -208,12 +208,16 @@ class SGD(Optimizer):
         """
         lr = _check_nonnegative("SGD", "lr", self.lr)
         mu, wd = self.momentum, self.weight_decay
+        if not (mu or wd or self.maximize):
+            self._plain_step(lr)
+            return
         updates = []
         for i, p in enumerate(self.params):
-            if p.grad is NO_GRAD:
+            grad = p._grad  # the slots behind .grad and .data (read and written once per step)
+            if grad is NO_GRAD:
                 continue
-            g = -p.grad if self.maximize else p.grad
-            g = g + wd * p.data if wd else g
+            g = -grad if self.maximize else grad
+            g = g + wd * p._data if wd else g
             b = None
             if mu:
                 b = self._buffers[i]
@@ -221,14 +225,29 @@ class SGD(Optimizer):
                 if not math.isfinite(b):
                     raise _not_finite("SGD", i, p, "momentum buffer")
                 g = g + mu * b if self.nesterov else b
-            new = p.data - lr * g
+            new = p._data - lr * g
             if not math.isfinite(new):
                 raise _not_finite("SGD", i, p, "value")
             updates.append((i, p, new, b))
         for i, p, new, b in updates:
             if mu:
                 self._buffers[i] = b
-            p.data = new
+            p._data = new if type(new) is float else float(new)  # finite: checked above
+
+    def _plain_step(self, lr: float) -> None:
+        """p = p - lr * grad for each parameter with a gradient, checked, then written.
+
+        The step above without momentum, weight decay or maximize, in passes over
+        lists: the loop a plain training step runs.
+        """
+        chosen = [p for p in self.params if p._grad is not NO_GRAD]
+        news = [p._data - lr * p._grad for p in chosen]
+        if not math.isfinite(sum(news)):  # a non-finite term, or a sum that overflows: find which
+            for p, new in zip(chosen, news):
+                if not math.isfinite(new):
+                    raise _not_finite("SGD", self.params.index(p), p, "value")
+        for p, new in zip(chosen, news):
+            p._data = new if type(new) is float else float(new)
 
 
 class Adam(Optimizer):
@@ -296,22 +315,23 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         updates = []
         for i, p in enumerate(self.params):
-            if p.grad is NO_GRAD:
+            grad = p._grad  # the slots behind .grad and .data (read and written once per step)
+            if grad is NO_GRAD:
                 continue
             t = self._t[i] + 1
-            g = -p.grad if self.maximize else p.grad
-            g = g + self.weight_decay * p.data if self.weight_decay else g
+            g = -grad if self.maximize else grad
+            g = g + self.weight_decay * p._data if self.weight_decay else g
             m = self._m[i] + (1.0 - b1) * (g - self._m[i])  # torch: exp_avg.lerp_(grad, 1 - b1)
             v = self._v[i] * b2 + (1.0 - b2) * g * g  # torch: exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
             v_max = max(self._v_max[i], v) if self.amsgrad else self._v_max[i]
             step_size = lr / (1.0 - b1**t)
             bias_correction2_sqrt = (1.0 - b2**t) ** 0.5  # torch: bias_correction2 ** 0.5
             denom = math.sqrt(v_max if self.amsgrad else v) / bias_correction2_sqrt + self.eps
-            new = p.data + (-step_size * m) / denom  # torch's addcdiv: value * m / denom, left to right
+            new = p._data + (-step_size * m) / denom  # torch's addcdiv: value * m / denom, left to right
             for what, x in (("first moment", m), ("second moment", v), ("value", new)):
                 if not math.isfinite(x):
                     raise _not_finite("Adam", i, p, what)
             updates.append((i, p, t, m, v, v_max, new))
         for i, p, t, m, v, v_max, new in updates:
             self._t[i], self._m[i], self._v[i], self._v_max[i] = t, m, v, v_max
-            p.data = new
+            p._data = new if type(new) is float else float(new)  # finite: checked above

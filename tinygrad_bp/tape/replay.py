@@ -62,12 +62,12 @@ class Gradients:
         if len(params) != len(self.params):
             raise TapeMismatchError(f"{len(params)} params given for {len(self.params)} gradients")
         values = self.params.tolist()
-        if accumulate:
+        if accumulate:  # the slot behind .grad: this loop runs on every replay
             for p, g in zip(params, values):
-                p.grad += g
+                p._grad += g
         else:
             for p, g in zip(params, values):
-                p.grad = g
+                p._grad = g
 
 
 class Replay(NamedTuple):
