@@ -50,7 +50,9 @@ def _pairs(name: str, pred: Scalars, target: Scalars) -> tuple[list[Scalar], lis
 
 
 def _reduce(name: str, terms: list[Value], reduction: str) -> Value:
-    """mean or sum of ``terms``."""
+    """mean or sum of ``terms``; one term is itself (a per-sample loss is one node, not three)."""
+    if reduction in ("sum", "mean") and len(terms) == 1:
+        return terms[0]
     if reduction == "sum":
         return _v.sum(terms)
     if reduction == "mean":

@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from tinygrad_bp import losses as _losses
 from tinygrad_bp.errors import TapeMismatchError
 from tinygrad_bp.value import Value, apply, linear, no_grad
 
@@ -30,18 +31,6 @@ def _as_list(out: Value | Sequence[Value]) -> list[Value]:
     return [out] if isinstance(out, Value) else list(out)
 
 
-def _mse(out: Any, t: Any) -> Value:
-    """mean_k (o_k - t_k)^2: ONE sse node, then / K (PyTorch's mse_loss over a batch of K outputs)."""
-    o, tt = _as_list(out), _as_list(t)
-    return apply("sse", *o, *tt) / len(o)
-
-
-def _half_sse(out: Any, t: Any) -> Value:
-    """1/2 sum_k (o_k - t_k)^2 (the articles' E)."""
-    o, tt = _as_list(out), _as_list(t)
-    return apply("half_sse", *o, *tt)
-
-
 def _single(name: str, out: Any) -> Value:
     o = _as_list(out)
     if len(o) != 1:
@@ -49,24 +38,10 @@ def _single(name: str, out: Any) -> Value:
     return o[0]
 
 
-def _hinge(out: Any, t: Any) -> Value:
-    """relu(1 - y s) for labels y in {-1, +1}."""
-    return (1.0 - t * _single("hinge", out)).relu()
-
-
 def _bce(out: Any, t: Any) -> Value:
     """-(t log p + (1 - t) log(1 - p)); p of exactly 0 or 1 raises DomainError (use bce_with_logits)."""
     p = _single("bce", out)
     return -(t * p.log() + (1.0 - t) * (1.0 - p).log())
-
-
-def _bce_with_logits(out: Any, t: Any) -> Value:
-    """t softplus(-z) + (1 - t) softplus(z) = -(t log s(z) + (1 - t) log(1 - s(z))).
-
-    No term overflows or cancels, for any logit z (as ``losses.binary_cross_entropy_with_logits``).
-    """
-    z = _single("bce_with_logits", out)
-    return t * (-z).softplus() + (1.0 - t) * z.softplus()
 
 
 def _cross_entropy(out: Any, t: Any) -> Value:
@@ -83,15 +58,18 @@ def _cross_entropy(out: Any, t: Any) -> Value:
     return m + total.log() - linear(onehot, z, 0.0)
 
 
-#: Per-sample losses by name, built from operations only (no Python control flow on values).
+#: Per-sample losses by name: the library's own (tinygrad_bp.losses), which build the same graph for
+#: every sample. Two are written for the tape: the library's binary_cross_entropy clamps its logs
+#: and its cross_entropy shifts by the largest logit, both by reading values (which a tape would
+#: have to re-trace on every sample); here the same losses are operations only.
 #: Integer class targets of a model with several outputs are one-hot encoded for
 #: ``mse``/``half_sse``/``cross_entropy``.
 LOSSES: dict[str, Callable[[Any, Any], Value]] = {
-    "mse": _mse,
-    "half_sse": _half_sse,
-    "hinge": _hinge,
+    "mse": _losses.mse_loss,  # type: ignore[dict-item]  # one prediction list: a Value
+    "half_sse": _losses.half_sse,
+    "hinge": _losses.hinge_loss,
     "bce": _bce,
-    "bce_with_logits": _bce_with_logits,
+    "bce_with_logits": _losses.binary_cross_entropy_with_logits,
     "cross_entropy": _cross_entropy,
 }
 
