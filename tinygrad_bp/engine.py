@@ -10,11 +10,13 @@ recursion limit.
 
 The fast path computes the same thing as the reference, faster:
 
-* The order is Kahn's algorithm on the reversed graph: first stamp every node
-  that needs a gradient with the number of edges that reach it from the
-  output (``_mark``); then start at the output and release a node once all
-  of its consumers have passed their gradient to it. That is a reverse
-  topological order without building a separate list.
+* The order (``_order``) is :func:`toposort`'s, an iterative depth-first
+  post-order, built with stamps on the nodes instead of a set; walked
+  backwards, each node has all of its gradient before it passes shares on,
+  and the sums are added in exactly the reference pass's order, so the two
+  agree to the last bit. (The checked pass and ``create_graph`` use Kahn's
+  order instead: ``_mark`` stamps each node with the number of edges into
+  it, and a node is released once all of its consumers have delivered.)
 * The loop (``_run_fast``) is generated from the rule table by
   :mod:`tinygrad_bp.codegen`: one branch per operation with its derivatives
   written inline, so a node costs no rule lookup and no function call. It
