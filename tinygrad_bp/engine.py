@@ -472,10 +472,7 @@ def gradients(root: Value, seed: Any = 1.0, *, create_graph: bool = False) -> di
             finally:
                 _forget(marked)
         marked = _float_pass(root, seed, accumulate=False)
-        try:
-            return {node: node._upstream for node in marked.all()}
-        finally:
-            _forget(marked)
+        return {node: node._upstream for node in marked.all()}  # floats may stay in the slots
 
 
 def _times(g: Any, d: Any) -> Any:

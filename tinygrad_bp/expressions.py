@@ -59,23 +59,40 @@ def _softplus(x: float) -> float:
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
-FLOAT = types.SimpleNamespace(
+# The elementary functions: math, NumPy and torch give them the same names.
+ELEMENTARY = ("exp", "log", "sqrt", "tanh", "sin", "cos")
+
+
+def backend(library: Any, **functions: Any) -> types.SimpleNamespace:
+    """The namespace an expression runs in: ``library``'s elementary functions, inf, nan, ``functions``."""
+    elementary = {name: getattr(library, name) for name in ELEMENTARY}
+    return types.SimpleNamespace(**elementary, inf=math.inf, nan=math.nan, **functions)
+
+
+def array_backend(library: Any, **functions: Any) -> types.SimpleNamespace:
+    """An array library's namespace (NumPy, torch), with branches and logic elementwise."""
+    return backend(
+        library,
+        abs=library.abs,
+        is_integer=lambda x: library.floor(x) == x,
+        where=library.where,
+        logical_and=library.logical_and,
+        logical_or=library.logical_or,
+        logical_not=library.logical_not,
+        **functions,
+    )
+
+
+_OPERATORS_BY_NAME = {"mul": operator.mul, "add": operator.add, "sub": operator.sub}
+
+FLOAT = backend(
+    math,
     abs=abs,
-    exp=math.exp,
-    log=math.log,
-    sqrt=math.sqrt,
-    tanh=math.tanh,
-    sin=math.sin,
-    cos=math.cos,
     sigmoid=_sigmoid,
     softplus=_softplus,
     fsum=math.fsum,
-    mul=operator.mul,
-    add=operator.add,
-    sub=operator.sub,
     is_integer=float.is_integer,
-    inf=math.inf,
-    nan=math.nan,
+    **_OPERATORS_BY_NAME,
 )
 """The float backend: the math module, plus a sigmoid and a softplus that never overflow."""
 
@@ -98,16 +115,14 @@ def _data(x: Any) -> Any:
 
 
 GENERIC = types.SimpleNamespace(
-    **{name: _generic(name) for name in ("exp", "log", "sqrt", "tanh", "sin", "cos", "sigmoid", "softplus")},
+    **{name: _generic(name) for name in (*ELEMENTARY, "sigmoid", "softplus")},
     abs=abs,
     fsum=math.fsum,
-    mul=operator.mul,
-    add=operator.add,
-    sub=operator.sub,
     is_integer=lambda x: float(_data(x)).is_integer(),
     inf=math.inf,
     nan=math.nan,
     data=_data,
+    **_OPERATORS_BY_NAME,
 )
 """The generic backend: each function works on a float and on a Value (recording the graph)."""
 
@@ -139,26 +154,7 @@ def array_namespace() -> types.SimpleNamespace:
                 return w[:, :, 0] @ x[0]
             return (w * x).sum(axis=1)
 
-        _ARRAY = types.SimpleNamespace(
-            abs=np.abs,
-            exp=np.exp,
-            log=np.log,
-            sqrt=np.sqrt,
-            tanh=np.tanh,
-            sin=np.sin,
-            cos=np.cos,
-            sigmoid=sigmoid,
-            softplus=softplus,
-            fsum=fsum,
-            dot=dot,
-            is_integer=lambda x: np.floor(x) == x,
-            inf=math.inf,
-            nan=math.nan,
-            where=np.where,
-            logical_and=np.logical_and,
-            logical_or=np.logical_or,
-            logical_not=np.logical_not,
-        )
+        _ARRAY = array_backend(np, sigmoid=sigmoid, softplus=softplus, fsum=fsum, dot=dot)
     return _ARRAY
 
 
@@ -422,9 +418,6 @@ def unpack(signature: Signature, source: str = "xs", indent: str = "    ", suffi
     return lines
 
 
-def _unpack(signature: Signature) -> list[str]:
-    return unpack(signature)
-
 
 def _derivative_source(source: str, is_group: bool, signature: Signature, backend: str) -> str:
     """A derivative with respect to one input: one expression, or a list over a group's elements."""
@@ -469,9 +462,9 @@ def compile_expressions(
     groups = signature.groups
     if backend == "array":
         params = ", ".join(signature.names)
-        head_f, head_l, unpack = f"def forward({params}):", f"def local(out, {params}):", []
+        head_f, head_l, parts_of = f"def forward({params}):", f"def local(out, {params}):", []
     else:
-        head_f, head_l, unpack = "def forward(*xs):", "def local(out, *xs):", _unpack(signature)
+        head_f, head_l, parts_of = "def forward(*xs):", "def local(out, *xs):", unpack(signature)
     forward_body = unparse(expression(forward, backend, groups))
     parts = [
         _derivative_source(d, is_group, signature, backend)
@@ -479,9 +472,8 @@ def compile_expressions(
     ]
     local_body = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
     checks = domain_checks(name, domain) if backend == "float" else []
-    source = "\n".join(
-        [head_f, *unpack, *checks, f"    return {forward_body}", head_l, *unpack, f"    return {local_body}"]
-    )
-    scope: dict[str, Any] = {"_m": namespace, "_sig": signature, "_DomainError": error}
+    forward_source = [head_f, *parts_of, *checks, f"    return {forward_body}"]
+    source = "\n".join([*forward_source, head_l, *parts_of, f"    return {local_body}"])
+    scope: dict[str, Any] = {"_m": namespace, "_DomainError": error}
     exec(compile(source, f"<rule {name!r}, {backend}>", "exec"), scope)  # noqa: S102 - the table's own text
     return scope["forward"], scope["local"]

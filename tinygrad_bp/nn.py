@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .value import NO_GRAD, Value, as_value, linear
+from .value import NO_GRAD, Value, _finite_float, as_value, linear
 
 __all__ = ["ACTIVATIONS", "MLP", "Layer", "Module", "Neuron"]
 
@@ -63,13 +63,8 @@ def _rng(seed: int | random.Random | None) -> random.Random:
 
 def _number(key: str, x: object) -> float:
     """``x`` as a finite float, or ValueError naming ``key`` (also for an int too large for a float)."""
-    value = None
-    if not isinstance(x, bool) and isinstance(x, (int, float)):
-        try:
-            value = float(x)
-        except OverflowError:
-            value = None
-    if value is None or not math.isfinite(value):
+    value = _finite_float(x)
+    if value is None:
         shown = repr(x) if len(repr(x)) <= 40 else f"a number of {len(repr(x))} characters"
         msg = f"state_dict[{key!r}]: expected a finite number, got {shown}"
         raise ValueError(msg)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from .errors import OperationOverflowError
-from .value import NO_GRAD, Value
+from .value import NO_GRAD, Value, _finite_float
 
 __all__ = ["SGD", "Adam", "Optimizer"]
 
@@ -28,17 +28,6 @@ def _check_params(name: str, params: Iterable[Value]) -> list[Value]:
     return ps
 
 
-def _as_finite(x: object) -> float | None:
-    """``x`` as a finite float, or None (not a number, a bool, inf, nan, or an int too large for a float)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    try:
-        value = float(x)
-    except OverflowError:  # an int such as 10**400
-        return None
-    return value if math.isfinite(value) else None
-
-
 def _shown(x: object) -> str:
     """``repr(x)``, cut short for a huge number."""
     text = repr(x)
@@ -46,7 +35,7 @@ def _shown(x: object) -> str:
 
 
 def _check_finite(name: str, what: str, x: float) -> float:
-    value = _as_finite(x)
+    value = _finite_float(x)
     if value is None:
         msg = f"{name}: {what} must be a finite number, got {_shown(x)}"
         raise ValueError(msg)
@@ -61,11 +50,25 @@ def _check_flag(name: str, what: str, x: object) -> bool:
 
 
 def _check_nonnegative(name: str, what: str, x: float) -> float:
-    value = _as_finite(x)
+    value = _finite_float(x)
     if value is None or value < 0:
         msg = f"{name}: {what} must be a finite number >= 0, got {_shown(x)}"
         raise ValueError(msg)
     return value
+
+
+def _check_all(name: str, params: list[Value], chosen: list[int], new: dict[str, list[float]]) -> None:
+    """OperationOverflowError, before anything is written, if a new number of a step is not finite.
+
+    One sum per list first (a sum is finite if every term is, unless it overflows itself);
+    only then is the culprit looked for.
+    """
+    if all(math.isfinite(sum(values)) for values in new.values()):
+        return
+    for what, values in new.items():
+        for i, x in zip(chosen, values):
+            if not math.isfinite(x):
+                raise _not_finite(name, i, params[i], what)
 
 
 def _not_finite(name: str, i: int, p: Value, what: str) -> OperationOverflowError:
@@ -132,7 +135,7 @@ class Optimizer:
 def _state_number(name: str, key: str, x: object) -> Any:
     """A finite number >= 0 from a saved state (an int for a step count), or ValueError naming the key."""
     kinds = int if key == "step" else (int, float)
-    value = _as_finite(x)
+    value = _finite_float(x)
     if not isinstance(x, kinds) or value is None or value < 0:
         msg = f"{name}.load_state_dict: {key!r} must be a finite number >= 0, got {_shown(x)}"
         raise ValueError(msg)
@@ -150,7 +153,7 @@ def _state_list(name: str, key: str, xs: object, n: int, *, none_ok: bool) -> li
     for x in xs:
         if x is None and none_ok:
             continue
-        value = _as_finite(x)
+        value = _finite_float(x)
         if value is None:
             msg = f"{name}.load_state_dict: {key!r} holds {_shown(x)}, not a finite number"
             raise ValueError(msg)
@@ -207,47 +210,26 @@ class SGD(Optimizer):
         and changes nothing (nor does a learning rate set to nan or inf).
         """
         lr = _check_nonnegative("SGD", "lr", self.lr)
-        mu, wd = self.momentum, self.weight_decay
-        if not (mu or wd or self.maximize):
-            self._plain_step(lr)
-            return
-        updates = []
-        for i, p in enumerate(self.params):
-            grad = p._grad  # the slots behind .grad and .data (read and written once per step)
-            if grad is NO_GRAD:
-                continue
-            g = -grad if self.maximize else grad
-            g = g + wd * p._data if wd else g
-            b = None
+        mu, wd, dampening = self.momentum, self.weight_decay, self.dampening
+        params = self.params
+        chosen = [i for i, p in enumerate(params) if p._grad is not NO_GRAD]  # the slot behind .grad
+        news, buffers = [], []
+        for i in chosen:
+            p = params[i]
+            g = -p._grad if self.maximize else p._grad
+            if wd:
+                g = g + wd * p._data
             if mu:
                 b = self._buffers[i]
-                b = g if b is None else mu * b + (1.0 - self.dampening) * g
-                if not math.isfinite(b):
-                    raise _not_finite("SGD", i, p, "momentum buffer")
+                b = g if b is None else mu * b + (1.0 - dampening) * g
+                buffers.append(b)
                 g = g + mu * b if self.nesterov else b
-            new = p._data - lr * g
-            if not math.isfinite(new):
-                raise _not_finite("SGD", i, p, "value")
-            updates.append((i, p, new, b))
-        for i, p, new, b in updates:
-            if mu:
-                self._buffers[i] = b
-            p._data = new if type(new) is float else float(new)  # finite: checked above
-
-    def _plain_step(self, lr: float) -> None:
-        """p = p - lr * grad for each parameter with a gradient, checked, then written.
-
-        The step above without momentum, weight decay or maximize, in passes over
-        lists: the loop a plain training step runs.
-        """
-        chosen = [p for p in self.params if p._grad is not NO_GRAD]
-        news = [p._data - lr * p._grad for p in chosen]
-        if not math.isfinite(sum(news)):  # a non-finite term, or a sum that overflows: find which
-            for p, new in zip(chosen, news):
-                if not math.isfinite(new):
-                    raise _not_finite("SGD", self.params.index(p), p, "value")
-        for p, new in zip(chosen, news):
-            p._data = new if type(new) is float else float(new)
+            news.append(p._data - lr * g)
+        _check_all("SGD", params, chosen, {"momentum buffer": buffers, "value": news})
+        for i, b in zip(chosen, buffers):
+            self._buffers[i] = b
+        for i, new in zip(chosen, news):
+            params[i]._data = new if type(new) is float else float(new)  # the slot behind .data
 
 
 class Adam(Optimizer):

@@ -228,6 +228,20 @@ def escaped(node: Value | None, how: str, depth: int = 1) -> None:
             observer.escape(node, how, sys._getframe(depth + 1))
 
 
+def _finite_float(x: object) -> float | None:
+    """``x`` as a finite float; None for a bool, a non-number, inf, nan or an int too large for a float.
+
+    How settings, state dicts and files check a number (they name what is wrong themselves).
+    """
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    try:
+        value = float(x)
+    except OverflowError:  # an int such as 10**400
+        return None
+    return value if _NEG_INF < value < _INF else None
+
+
 def _check_data(data: object, where: str) -> float:
     """``data`` as a finite Python float, or TypeError/ValueError naming ``where``."""
     if type(data) is float:

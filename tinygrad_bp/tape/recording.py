@@ -64,14 +64,14 @@ _OWN_MODULES = frozenset(
         "tinygrad_bp.rules",
         "tinygrad_bp.expressions",
         "tinygrad_bp.custom",
-        "tinygrad_bp.tape",
-        "tinygrad_bp.tape.recording",
-        "tinygrad_bp.tape.kernels",
-        "tinygrad_bp.tape.replay",
-        "tinygrad_bp.tape.tracing",
-        "tinygrad_bp.tape.objectives",
     }
 )
+
+
+def _own(frame: Any) -> bool:
+    """True when ``frame`` runs the library's own operation code, or the tape's own package."""
+    name = frame.f_globals.get("__name__", "")
+    return name in _OWN_MODULES or name.startswith("tinygrad_bp.tape")
 _COMPREHENSIONS = ("<genexpr>", "<listcomp>", "<dictcomp>", "<setcomp>")
 
 
@@ -95,10 +95,10 @@ class _TraceLog:
     def escape(self, node: Value | None, how: str, frame: Any) -> None:
         """A number left the graph at ``frame`` (the library's own operations reading .data do not count)."""
         if how in (".data", ".grad"):
-            if frame.f_globals.get("__name__") in _OWN_MODULES:
+            if _own(frame):
                 return
         else:
-            while frame.f_back is not None and frame.f_globals.get("__name__") in _OWN_MODULES:
+            while frame.f_back is not None and _own(frame):
                 frame = frame.f_back
         self.escapes.append((node if how != ".grad" else None, how, _where(frame)))
 

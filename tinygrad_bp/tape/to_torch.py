@@ -22,7 +22,7 @@ import math
 import types
 from typing import TYPE_CHECKING, Any
 
-from tinygrad_bp.expressions import Signature, compile_expressions
+from tinygrad_bp.expressions import Signature, array_backend, compile_expressions
 
 if TYPE_CHECKING:
     from .replay import Tape
@@ -49,29 +49,8 @@ def _torch_namespace(torch: Any) -> types.SimpleNamespace:
     def dot(w: Any, x: Any) -> Any:
         return (w * x).sum(dim=1)
 
-    def where(condition: Any, x: Any, y: Any) -> Any:
-        return torch.where(condition, x, y)
-
-    return types.SimpleNamespace(
-        abs=torch.abs,
-        exp=torch.exp,
-        log=torch.log,
-        sqrt=torch.sqrt,
-        tanh=torch.tanh,
-        sin=torch.sin,
-        cos=torch.cos,
-        sigmoid=torch.sigmoid,
-        softplus=torch.nn.functional.softplus,
-        fsum=fsum,
-        dot=dot,
-        is_integer=lambda x: torch.floor(x) == x,
-        inf=math.inf,
-        nan=math.nan,
-        where=where,
-        logical_and=torch.logical_and,
-        logical_or=torch.logical_or,
-        logical_not=torch.logical_not,
-    )
+    softplus = torch.nn.functional.softplus
+    return array_backend(torch, sigmoid=torch.sigmoid, softplus=softplus, fsum=fsum, dot=dot)
 
 
 def to_torch(tape: Tape, dtype: Any = None) -> Any:
