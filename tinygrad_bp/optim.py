@@ -71,21 +71,55 @@ def _check_all(name: str, params: list[Value], chosen: list[int], new: dict[str,
                 raise _not_finite(name, i, params[i], what)
 
 
-def _not_finite(name: str, i: int, p: Value, what: str) -> OperationOverflowError:
+def _not_finite(name: str, i: int, p: Value, what: str, grad: float | None = None) -> OperationOverflowError:
     """The error of a step that would write a non-finite number: raised before anything is written."""
     label = f" ({p.label!r})" if p.label else ""
+    shown = p.grad if grad is None else grad
     return OperationOverflowError(
         f"{name}.step: the new {what} of params[{i}]{label} is not a finite number "
-        f"(its grad is {p.grad!r}); nothing was changed"
+        f"(its grad is {shown!r}); nothing was changed"
     )
 
 
+def _check_held(name: str, held: Any, new: dict[str, Any]) -> None:
+    """:func:`_check_all` for parameters held as arrays: one test per array, then the culprit."""
+    for what, values in new.items():
+        i = held.ops.first_bad(values)
+        if i is not None:
+            raise _not_finite(name, i, held.params[i], what, float(held.grad[i]))
+
+
+class _FloatOps:
+    """The few functions an update rule needs beyond arithmetic, for Python floats.
+
+    Parameters held as arrays (:meth:`tinygrad_bp.tape.BatchObjective.hold`) bring
+    their own with the same names (NumPy's), so each update rule below is written
+    once and runs on a float or on a whole array.
+    """
+
+    sqrt = staticmethod(math.sqrt)
+    maximum = staticmethod(max)
+
+    @staticmethod
+    def where(condition: bool, if_true: float, if_false: float) -> float:
+        return if_true if condition else if_false
+
+
+_FLOATS = _FloatOps()
+
+
 class Optimizer:
-    """Base class: holds the parameters; ``zero_grad`` sets their ``.grad`` to 0.0."""
+    """Base class: holds the parameters; ``zero_grad`` sets their ``.grad`` to 0.0.
+
+    While a tape holds the parameters as arrays (:meth:`tinygrad_bp.tape.BatchObjective.hold`
+    with this optimizer), ``zero_grad`` and ``step`` work on those arrays with the same update
+    rule, one array operation per formula instead of one Python loop per parameter.
+    """
 
     def __init__(self, params: Iterable[Value], lr: float) -> None:
         self.params = _check_params(type(self).__name__, params)
         self.lr = _check_nonnegative(type(self).__name__, "lr", lr)
+        self._held: Any = None  # the arrays of a tape's hold(), while it lasts
 
     def zero_grad(self) -> None:
         """Set every parameter's ``.grad`` to 0.0: ``NO_GRAD``, "no gradient yet" (torch's None).
@@ -93,12 +127,49 @@ class Optimizer:
         ``step()`` leaves alone a parameter whose ``.grad`` is still ``NO_GRAD``:
         one that no backward pass reached since, as PyTorch's optimizers do.
         """
+        if self._held is not None:
+            self._held.zero_grad()
+            return
         for p in self.params:
             p._grad = NO_GRAD  # the slot behind .grad: this loop runs every step
 
     def step(self) -> None:
         """Update every parameter from its ``.grad``."""
         raise NotImplementedError
+
+    # --- parameters held as arrays (by a tape) ---------------------------------------------------
+
+    def hold(self, held: Any) -> None:
+        """Step the arrays of ``held`` (a tape's held parameters) until :meth:`release`.
+
+        Called by :meth:`tinygrad_bp.tape.BatchObjective.hold`; ``held.params`` must be
+        this optimizer's parameters, in its order. The per-parameter state (momentum,
+        moments) moves into arrays too.
+        """
+        name = type(self).__name__
+        if self._held is not None:
+            msg = f"{name}.hold: the parameters are already held as arrays"
+            raise RuntimeError(msg)
+        if len(held.params) != len(self.params) or any(a is not b for a, b in zip(held.params, self.params)):
+            msg = (
+                f"{name}.hold: the held parameters ({len(held.params)}) are not this optimizer's "
+                f"{len(self.params)} parameters in its order"
+            )
+            raise ValueError(msg)
+        self._held = held
+        self._state_to_arrays(held)
+
+    def release(self) -> None:
+        """Stop stepping the held arrays: the per-parameter state goes back into lists."""
+        if self._held is not None:
+            self._held = None
+            self._state_from_arrays()
+
+    def _state_to_arrays(self, held: Any) -> None:
+        """Move the per-parameter state into arrays (subclasses with state override this)."""
+
+    def _state_from_arrays(self) -> None:
+        """Move the per-parameter state back into lists."""
 
     # state_dict key -> attribute: one number, and one list with an entry per parameter
     _numbers: ClassVar[dict[str, str]] = {"lr": "lr"}
@@ -107,6 +178,7 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """The learning rate and the per-parameter state (momentum, moments) as plain JSON types."""
+        self._refuse_while_held("state_dict")
         state: dict[str, Any] = {key: getattr(self, attr) for key, attr in self._numbers.items()}
         state.update({key: list(getattr(self, attr)) for key, attr in self._lists.items()})
         return state
@@ -118,6 +190,7 @@ class Optimizer:
         ValueError naming it, and then nothing has changed.
         """
         name = type(self).__name__
+        self._refuse_while_held("load_state_dict")
         expected = set(self._numbers) | set(self._lists)
         if not isinstance(state, Mapping) or set(state) != expected:
             got = sorted(state, key=repr) if isinstance(state, Mapping) else type(state).__name__
@@ -130,6 +203,14 @@ class Optimizer:
         }
         for attr, value in {**numbers, **lists}.items():
             setattr(self, attr, value)
+
+    def _refuse_while_held(self, what: str) -> None:
+        if self._held is not None:
+            msg = (
+                f"{type(self).__name__}.{what}: the parameters are held as arrays by a tape; "
+                "call it after the hold() block"
+            )
+            raise RuntimeError(msg)
 
 
 def _state_number(name: str, key: str, x: object) -> Any:
@@ -168,6 +249,25 @@ def _state_list(name: str, key: str, xs: object, n: int, *, none_ok: bool) -> li
     return [None if x is None else float(x) for x in xs]
 
 
+def _sgd_update(
+    ops: Any, p: Any, grad: Any, buffer: Any, has_buffer: Any, lr: float, s: SGD
+) -> tuple[Any, Any]:
+    """(new value, new momentum buffer): ``torch.optim.SGD``'s rule, on floats or on whole arrays.
+
+    g = grad (-grad with maximize) + weight_decay * p; with momentum, b = g where there
+    is no buffer yet (``has_buffer`` false) and b = momentum * b + (1 - dampening) * g
+    where there is, then g = b (g + momentum * b with nesterov); the new value is p - lr * g.
+    """
+    g = -grad if s.maximize else grad
+    if s.weight_decay:
+        g = g + s.weight_decay * p
+    b = buffer
+    if s.momentum:
+        b = ops.where(has_buffer, s.momentum * buffer + (1.0 - s.dampening) * g, g)
+        g = g + s.momentum * b if s.nesterov else b
+    return p - lr * g, b
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum and weight decay (``torch.optim.SGD``).
 
@@ -201,6 +301,8 @@ class SGD(Optimizer):
             msg = "SGD: nesterov momentum needs momentum > 0 and dampening 0"
             raise ValueError(msg)
         self._buffers: list[float | None] = [None] * len(self.params)
+        self._array_buffer: Any = None  # while held as arrays: the buffers, and which exist
+        self._array_known: Any = False
 
     def step(self) -> None:
         """One update of every parameter that has a gradient, as ``torch.optim.SGD.step``.
@@ -210,26 +312,76 @@ class SGD(Optimizer):
         and changes nothing (nor does a learning rate set to nan or inf).
         """
         lr = _check_nonnegative("SGD", "lr", self.lr)
-        mu, wd, dampening = self.momentum, self.weight_decay, self.dampening
+        if self._held is not None:
+            self._step_held(self._held, lr)
+            return
         params = self.params
         chosen = [i for i, p in enumerate(params) if p._grad is not NO_GRAD]  # the slot behind .grad
         news, buffers = [], []
         for i in chosen:
-            p = params[i]
-            g = -p._grad if self.maximize else p._grad
-            if wd:
-                g = g + wd * p._data
-            if mu:
-                b = self._buffers[i]
-                b = g if b is None else mu * b + (1.0 - dampening) * g
-                buffers.append(b)
-                g = g + mu * b if self.nesterov else b
-            news.append(p._data - lr * g)
+            p, b = params[i], self._buffers[i]
+            new, b = _sgd_update(_FLOATS, p._data, p._grad, 0.0 if b is None else b, b is not None, lr, self)
+            news.append(new)
+            buffers.append(b)
+        if not self.momentum:
+            buffers = []
         _check_all("SGD", params, chosen, {"momentum buffer": buffers, "value": news})
         for i, b in zip(chosen, buffers):
             self._buffers[i] = b
         for i, new in zip(chosen, news):
             params[i]._data = new if type(new) is float else float(new)  # the slot behind .data
+
+    def _step_held(self, held: Any, lr: float) -> None:
+        """The same step on held arrays: computed and checked whole, then written in place."""
+        if held.reached is False:
+            return
+        with held.ops.quiet():
+            new, b = _sgd_update(
+                held.ops, held.data, held.grad, self._array_buffer, self._array_known, lr, self
+            )
+        if held.reached is not True:  # some parameters got no gradient: they keep their value
+            new = held.ops.where(held.reached, new, held.data)
+            b = held.ops.where(held.reached, b, self._array_buffer)
+        _check_held("SGD", held, {"momentum buffer": b, "value": new} if self.momentum else {"value": new})
+        held.data[:] = new
+        if self.momentum:
+            self._array_buffer = b
+            self._array_known = (
+                True if held.reached is True else held.ops.logical_or(self._array_known, held.reached)
+            )
+
+    def _state_to_arrays(self, held: Any) -> None:
+        known = [b is not None for b in self._buffers]
+        self._array_buffer = held.ops.array([0.0 if b is None else b for b in self._buffers])
+        self._array_known = True if all(known) else held.ops.array(known)
+
+    def _state_from_arrays(self) -> None:
+        values = self._array_buffer.tolist()
+        known = self._array_known
+        flags = [known] * len(values) if isinstance(known, bool) else known.tolist()
+        self._buffers = [v if k else None for v, k in zip(values, flags)]
+
+
+def _adam_update(
+    ops: Any, p: Any, grad: Any, t: Any, m: Any, v: Any, v_max: Any, lr: float, s: Adam
+) -> tuple[Any, Any, Any, Any]:
+    """(new value, m, v, v_max): ``torch.optim.Adam``'s rule (its single-tensor path), on floats or arrays.
+
+    g = grad (-grad with maximize) + weight_decay * p; m = m + (1 - b1)(g - m);
+    v = b2 v + (1 - b2) g^2 (with amsgrad, v_max = max(v_max, v) is used for v below);
+    p = p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), for step count t.
+    """
+    b1, b2 = s.betas
+    g = -grad if s.maximize else grad
+    g = g + s.weight_decay * p if s.weight_decay else g
+    m = m + (1.0 - b1) * (g - m)  # torch: exp_avg.lerp_(grad, 1 - b1)
+    v = v * b2 + (1.0 - b2) * g * g  # torch: exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
+    v_max = ops.maximum(v_max, v) if s.amsgrad else v_max
+    step_size = lr / (1.0 - b1**t)
+    bias_correction2_sqrt = (1.0 - b2**t) ** 0.5  # torch: bias_correction2 ** 0.5
+    denom = ops.sqrt(v_max if s.amsgrad else v) / bias_correction2_sqrt + s.eps
+    new = p + (-step_size * m) / denom  # torch's addcdiv: value * m / denom, left to right
+    return new, m, v, v_max
 
 
 class Adam(Optimizer):
@@ -280,6 +432,10 @@ class Adam(Optimizer):
         self._m = [0.0] * n
         self._v = [0.0] * n
         self._v_max = [0.0] * n
+        self._array_t: Any = None  # while held as arrays: the state above, as arrays
+        self._array_m: Any = None
+        self._array_v: Any = None
+        self._array_v_max: Any = None
 
     @property
     def t(self) -> int:
@@ -294,22 +450,17 @@ class Adam(Optimizer):
         after a gradient of 1e200) raises OperationOverflowError and changes nothing.
         """
         lr = _check_nonnegative("Adam", "lr", self.lr)
-        b1, b2 = self.betas
+        if self._held is not None:
+            self._step_held(self._held, lr)
+            return
         updates = []
         for i, p in enumerate(self.params):
             grad = p._grad  # the slots behind .grad and .data (read and written once per step)
             if grad is NO_GRAD:
                 continue
             t = self._t[i] + 1
-            g = -grad if self.maximize else grad
-            g = g + self.weight_decay * p._data if self.weight_decay else g
-            m = self._m[i] + (1.0 - b1) * (g - self._m[i])  # torch: exp_avg.lerp_(grad, 1 - b1)
-            v = self._v[i] * b2 + (1.0 - b2) * g * g  # torch: exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
-            v_max = max(self._v_max[i], v) if self.amsgrad else self._v_max[i]
-            step_size = lr / (1.0 - b1**t)
-            bias_correction2_sqrt = (1.0 - b2**t) ** 0.5  # torch: bias_correction2 ** 0.5
-            denom = math.sqrt(v_max if self.amsgrad else v) / bias_correction2_sqrt + self.eps
-            new = p._data + (-step_size * m) / denom  # torch's addcdiv: value * m / denom, left to right
+            state = (self._m[i], self._v[i], self._v_max[i])
+            new, m, v, v_max = _adam_update(_FLOATS, p._data, grad, t, *state, lr, self)
             for what, x in (("first moment", m), ("second moment", v), ("value", new)):
                 if not math.isfinite(x):
                     raise _not_finite("Adam", i, p, what)
@@ -317,3 +468,32 @@ class Adam(Optimizer):
         for i, p, t, m, v, v_max, new in updates:
             self._t[i], self._m[i], self._v[i], self._v_max[i] = t, m, v, v_max
             p._data = new if type(new) is float else float(new)  # finite: checked above
+
+    def _step_held(self, held: Any, lr: float) -> None:
+        """The same step on held arrays: computed and checked whole, then written in place."""
+        if held.reached is False:
+            return
+        t = self._array_t + 1 if held.reached is True else self._array_t + held.reached
+        state = (self._array_m, self._array_v, self._array_v_max)
+        with held.ops.quiet():
+            new, m, v, v_max = _adam_update(held.ops, held.data, held.grad, t, *state, lr, self)
+        if held.reached is not True:  # some parameters got no gradient: they and their state stay
+            new = held.ops.where(held.reached, new, held.data)
+            m, v, v_max = (held.ops.where(held.reached, a, b) for a, b in zip((m, v, v_max), state))
+        _check_held("Adam", held, {"first moment": m, "second moment": v, "value": new})
+        held.data[:] = new
+        self._array_t, self._array_m, self._array_v, self._array_v_max = t, m, v, v_max
+
+    def _state_to_arrays(self, held: Any) -> None:
+        # one step count for all while they agree: then b1**t is the same float as the loop's
+        self._array_t = self._t[0] if len(set(self._t)) == 1 else held.ops.array(self._t)
+        self._array_m, self._array_v, self._array_v_max = (
+            held.ops.array(x) for x in (self._m, self._v, self._v_max)
+        )
+
+    def _state_from_arrays(self) -> None:
+        t = self._array_t
+        self._t = [t] * len(self.params) if isinstance(t, int) else [int(x) for x in t.tolist()]
+        self._m, self._v, self._v_max = (
+            x.tolist() for x in (self._array_m, self._array_v, self._array_v_max)
+        )

@@ -107,6 +107,7 @@ unchanged.
 from __future__ import annotations
 
 from .objectives import LOSSES, BatchObjective, BatchResult, batch_loss_and_grad
+from .parameters import HeldParameters
 from .recording import CHECK_MODES, Instruction
 from .replay import Gradients, Replay, Tape
 from .tracing import trace
@@ -117,6 +118,7 @@ __all__ = [
     "BatchObjective",
     "BatchResult",
     "Gradients",
+    "HeldParameters",
     "Instruction",
     "Replay",
     "Tape",

@@ -1,6 +1,5 @@
 """Compiling a Wengert list into array kernels: rows, the table's array forms, grouping by level."""
 
-
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -25,11 +24,32 @@ if TYPE_CHECKING:
 # =================================================================================================
 
 
-def _as_slice(flat: np.ndarray) -> slice | None:
-    """``flat`` as a slice when it is a run of consecutive rows."""
-    if flat.size and flat[-1] - flat[0] == flat.size - 1 and (flat.size == 1 or (np.diff(flat) == 1).all()):
-        return slice(int(flat[0]), int(flat[-1]) + 1)
-    return None
+_FANCY, _STEP, _BLOCK, _STRIDED = range(4)  # how a _Rows reads its rows: see _layout
+
+
+def _layout(idx: np.ndarray) -> tuple[int, Any]:
+    """How to read the rows ``idx`` of a store as a view, when they allow one.
+
+    ``_STEP``: a 1-D run lo, lo+s, lo+2s, ... (a slice with a step); ``_BLOCK``: consecutive rows
+    in any shape (a slice, reshaped); ``_STRIDED``: a (k, n) block whose row i is lo + i*a + (0..n-1)
+    with a > n (a layer's weights, each neuron's followed by its bias), read as the first n
+    columns of a (k, a) reshape; ``_FANCY``: anything else (a copy by fancy indexing).
+    """
+    flat = idx.ravel()
+    if flat.size == 0:
+        return _FANCY, None
+    lo = int(flat[0])
+    steps = np.diff(flat)
+    if flat.size == 1 or (steps == 1).all():
+        return (_STEP, slice(lo, lo + flat.size)) if idx.ndim == 1 else (_BLOCK, slice(lo, lo + flat.size))
+    if idx.ndim == 1 and steps[0] > 0 and (steps == steps[0]).all():
+        return _STEP, slice(lo, lo + int(steps[0]) * flat.size, int(steps[0]))
+    if idx.ndim == 2 and idx.shape[0] > 1:
+        k, n = idx.shape
+        a = int(idx[1, 0] - idx[0, 0])
+        if a > n and (idx == lo + a * np.arange(k)[:, None] + np.arange(n)[None, :]).all():
+            return _STRIDED, (slice(lo, lo + k * a), (k, a), n)
+    return _FANCY, None
 
 
 class _Rows:
@@ -39,18 +59,41 @@ class _Rows:
         self.store = store
         self.idx = np.asarray(idx, dtype=np.intp)
         self.flat = self.idx.ravel()
-        self.sl = _as_slice(self.flat)
+        self.kind, self.where = _layout(self.idx)
+        self._views: dict[int, np.ndarray] = {}
         self.unique = np.unique(self.flat).size == self.flat.size
         self.needs = needs  # (without, with) gradients of the inputs
 
+    @property
+    def end(self) -> int:
+        """One past the last row a view of these rows spans (a strided block reaches past its last row)."""
+        if self.kind == _STRIDED:
+            return int(self.where[0].stop)
+        return int(self.flat.max()) + 1 if self.flat.size else 0
+
     def take(self, stores: Sequence[np.ndarray]) -> np.ndarray:
-        """The values, shape ``idx.shape + (batch or 1,)``: a view when the rows are consecutive."""
+        """The values, shape ``idx.shape + (batch or 1,)``: a view unless the rows are scattered.
+
+        A view of the same array is made once and kept (replays reuse their arrays): a view
+        holds its array, so the array's id cannot be reused while the view is kept.
+        """
         s = stores[self.store]
-        if self.sl is None:
+        if self.kind == _FANCY:
             return s[self.idx]
-        if self.idx.ndim == 1:
-            return s[self.sl]
-        return s[self.sl].reshape(*self.idx.shape, s.shape[1])
+        view = self._views.get(id(s))
+        if view is None:
+            if len(self._views) >= 4:
+                self._views.pop(next(iter(self._views)))
+            view = self._views[id(s)] = self._view(s)
+        return view
+
+    def _view(self, s: np.ndarray) -> np.ndarray:
+        if self.kind == _STEP:
+            return s[self.where]
+        if self.kind == _BLOCK:
+            return s[self.where].reshape(*self.idx.shape, s.shape[1])
+        rows, shape, n = self.where
+        return s[rows].reshape(*shape, s.shape[1])[:, :n]
 
     def add(self, grads: Sequence[np.ndarray], contribution: np.ndarray) -> None:
         """Add ``contribution`` into the gradient rows.
@@ -59,14 +102,16 @@ class _Rows:
         contributions to a uniform node are summed over the batch (d/dp of sum_i L_i).
         """
         c = contribution
+        if self.store == _U and c.shape[-1] != 1:
+            c = c.sum(axis=-1, keepdims=True)
+        if self.kind != _FANCY:  # a view of the gradient rows: added in place
+            view = self.take(grads)
+            view += c
+            return
+        g = grads[self.store]
         if c.ndim != 2 or c.shape[0] != self.flat.size:
             c = np.broadcast_to(c, (*self.idx.shape, c.shape[-1])).reshape(self.flat.size, c.shape[-1])
-        if self.store == _U and c.shape[1] != 1:
-            c = c.sum(axis=1, keepdims=True)
-        g = grads[self.store]
-        if self.sl is not None:
-            g[self.sl] += c
-        elif self.unique:
+        if self.unique:
             g[self.flat] += c
         else:
             np.add.at(g, self.flat, c)
@@ -448,6 +493,16 @@ def _compile(graph: _Graph) -> _Plan:
         live = reaches_output[nodes]
         active = (bool((needs[0][nodes] & live).any()), bool((needs[1][nodes] & live).any()))
         kernels.append(_make_kernel(nodes, graph, (varying, row, needs), (s, out, lvl, active)))
+    for rows in (r for k in kernels for r in _rows_of(k)):  # room for the views that reach past the end
+        sizes[rows.store] = max(sizes[rows.store], rows.end)
     return _Plan(sizes[_V], sizes[_U], store, row, kernels, needs)
 
 
+def _rows_of(kernel: _Kernel) -> list[_Rows]:
+    """Every block of rows a kernel reads."""
+    operands = [*getattr(kernel, "operands", ()), *getattr(kernel, "parts", ())]
+    operands += getattr(kernel, "shared", {}).values()
+    rows: list[_Rows] = []
+    for operand in operands:
+        rows += [operand.v, operand.u] if isinstance(operand, _MixedRows) else [operand]
+    return rows

@@ -1,10 +1,10 @@
 """Training with a tape: the batch loss of a model and its gradient in one replay."""
 
-
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tinygrad_bp import losses as _losses
@@ -16,9 +16,12 @@ try:
 except ImportError as _error:  # pragma: no cover - depends on the environment
     raise ImportError("tinygrad_bp.tape needs numpy: pip install 'tinygrad_bp[numpy]'") from _error
 
+from .parameters import HeldParameters
 from .tracing import trace
 
 if TYPE_CHECKING:
+    from tinygrad_bp.optim import Optimizer
+
     from .recording import ArrayLike, Check, Reduction, Shape
     from .replay import Replay, Tape
 
@@ -91,7 +94,8 @@ class BatchObjective:
     evaluates it once. ``reduction="sum"`` gives sum_i instead of the mean (no penalty then).
 
     Calling the objective ADDS dL/dp to every parameter's ``.grad`` (as ``backward`` does: zero the
-    gradients first) and returns :class:`BatchResult` (loss, outputs per sample). The tape is
+    gradients first) and returns :class:`BatchResult` (loss, outputs per sample); inside
+    :meth:`hold` it reads and adds to arrays instead, which is faster. The tape is
     traced on the first call, one per input/target shape, and checked as :func:`trace` says
     (``check``); a model whose ``parameters()`` no longer are the traced ones raises
     TapeMismatchError (call :meth:`reset` after changing the model).
@@ -124,6 +128,7 @@ class BatchObjective:
         self.check = check
         self._tapes: dict[tuple[Shape, Shape], Tape] = {}
         self._n_outputs: int | None = None
+        self._held: HeldParameters | None = None
 
     def reset(self) -> None:
         """Forget the recorded tapes (after changing the model's structure)."""
@@ -168,12 +173,18 @@ class BatchObjective:
 
     def _tape_for(self, x: np.ndarray, t: np.ndarray) -> Tape:
         key = (x.shape[1:], t.shape[1:])
-        params = list(self.model.parameters())
+        held = self._held
         tape = self._tapes.get(key)
+        if held is not None:  # the parameters were taken once, by hold(); the tape checks them once
+            if tape is None or tape.check != "none":
+                held.write_back()  # tracing runs fn on the Values: they must hold the current numbers
+            params = list(held.params)
+        else:
+            params = list(self.model.parameters())
         if tape is None:
             tape = trace(self._sample_fn(), x[0], t[0], params=params, check=self.check)
             self._tapes[key] = tape
-        elif params != tape.params:
+        elif held is None and params != tape.params:
             raise TapeMismatchError(
                 "the model's parameters are not the ones the tape was traced with (the model changed): "
                 "call reset() to re-trace"
@@ -188,13 +199,57 @@ class BatchObjective:
         """(the tape, its :class:`Replay` on this batch) without touching any ``.grad``."""
         x, t = self._batch(X, y)
         tape = self._tape_for(x, t)
-        return tape, tape.replay(x, t, reduction=self.reduction)
+        return tape, tape.replay(x, t, reduction=self.reduction, params=self._held)
 
     def __call__(self, X: ArrayLike, y: ArrayLike, *, accumulate: bool = True) -> BatchResult:
-        """The batch loss and outputs; adds (``accumulate=False``: sets) dL/dp into each ``p.grad``."""
+        """The batch loss and outputs; adds (``accumulate=False``: sets) dL/dp into each ``p.grad``.
+
+        Inside :meth:`hold`, into the held ``grad`` array instead.
+        """
         tape, result = self.replay(X, y)
-        result.grads.add_to(tape.params, accumulate=accumulate)
+        held = self._held
+        if held is None:
+            result.grads.add_to(tape.params, accumulate=accumulate)
+        else:
+            if not accumulate:
+                held.zero_grad()
+            held.add_grad(result.grads.params)
         return BatchResult(result.loss, result.aux)
+
+    @contextmanager
+    def hold(self, optimizer: Optimizer | None = None) -> Iterator[HeldParameters]:
+        """Hold the model's parameters as arrays for a block of training steps: faster replays.
+
+        Inside the block, each call of the objective reads the parameters from the held
+        ``data`` array and adds its gradient into the held ``grad`` array, with no Python step
+        per parameter; ``optimizer`` (over ``model.parameters()``, in that order) then steps
+        the arrays with its own update rule, and its ``zero_grad`` clears them. When the block
+        ends, even by an error, the Values get the numbers back (``.data`` and ``.grad``) and
+        the optimizer its per-parameter state::
+
+            with objective.hold(optimizer):
+                for X, y in batches:
+                    optimizer.zero_grad()
+                    objective(X, y)
+                    optimizer.step()
+
+        While the block lasts the arrays are the parameters: a Value's ``.data`` is brought up
+        to date only by ``held.write_back()``, and numbers written into Values are not seen
+        (and are overwritten at the end). Yields the :class:`HeldParameters`.
+        """
+        if self._held is not None:
+            raise RuntimeError("BatchObjective.hold: the parameters are already held")
+        held = HeldParameters(list(self.model.parameters()))
+        if optimizer is not None:
+            optimizer.hold(held)
+        self._held = held
+        try:
+            yield held
+        finally:
+            self._held = None
+            if optimizer is not None:
+                optimizer.release()
+            held.write_back()
 
 
 _objectives: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
@@ -244,4 +299,3 @@ def batch_loss_and_grad(
             model, loss, fn=fn, penalty=penalty, reduction=reduction, check=check
         )
     return objective(X, y, accumulate=accumulate).loss
-

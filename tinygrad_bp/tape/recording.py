@@ -1,6 +1,5 @@
 """Recording a graph for the tape: the trace observer, and the Wengert list of one sample's graph."""
 
-
 from __future__ import annotations
 
 import operator
@@ -17,7 +16,6 @@ try:
     import numpy as np
 except ImportError as _error:  # pragma: no cover - depends on the environment
     raise ImportError("tinygrad_bp.tape needs numpy: pip install 'tinygrad_bp[numpy]'") from _error
-
 
 
 Check = Literal["none", "first", "all"]
@@ -72,6 +70,8 @@ def _own(frame: Any) -> bool:
     """True when ``frame`` runs the library's own operation code, or the tape's own package."""
     name = frame.f_globals.get("__name__", "")
     return name in _OWN_MODULES or name.startswith("tinygrad_bp.tape")
+
+
 _COMPREHENSIONS = ("<genexpr>", "<listcomp>", "<dictcomp>", "<setcomp>")
 
 

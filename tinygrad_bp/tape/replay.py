@@ -1,10 +1,11 @@
 """The Tape: a compiled Wengert list, replayed on whole batches (forward, backward, checks)."""
 
-
 from __future__ import annotations
 
 import math
 import operator
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -18,6 +19,7 @@ except ImportError as _error:  # pragma: no cover - depends on the environment
     raise ImportError("tinygrad_bp.tape needs numpy: pip install 'tinygrad_bp[numpy]'") from _error
 
 from .kernels import _checked_forward, _checked_local, _compile, _Plan
+from .parameters import HeldParameters
 from .recording import (
     _DATA,
     _U,
@@ -111,6 +113,35 @@ class _Forward(NamedTuple):
     saved: list[Any]
     batched: bool
     batch: int
+    scratch: _Scratch | None  # the reusable arrays it ran in, if any
+
+
+class _Scratch(NamedTuple):
+    """The value and gradient stores of one batch size, kept for the next replay of that size."""
+
+    stores: list[np.ndarray]
+    grads: list[np.ndarray]
+
+
+class _Workspace(threading.local):
+    """Per thread: the scratch arrays of the last two batch sizes a one-shot replay ran.
+
+    Fresh arrays of this size cost more than the kernels that fill them (the operating system
+    hands out new pages); reusing them is safe because :meth:`Tape.replay` copies out
+    everything it returns, and it is per thread, so replays in two threads never share one.
+    """
+
+    def __init__(self) -> None:
+        self.by_size: dict[int, _Scratch] = {}
+
+    def get(self, n: int, n_v: int, n_u: int) -> _Scratch:
+        scratch = self.by_size.get(n)
+        if scratch is None:
+            if len(self.by_size) >= 2:
+                self.by_size.pop(next(iter(self.by_size)))
+            stores = [np.zeros((n_v, n)), np.zeros((n_u, 1))]  # zeros: a view may span padding rows
+            scratch = self.by_size[n] = _Scratch(stores, [np.zeros_like(s) for s in stores])
+        return scratch
 
 
 class Tape:
@@ -145,6 +176,7 @@ class Tape:
         self._required = _required_check(self.escapes, self._plan)
         self.check = _check_mode(check, self)
         self._last: _Forward | None = None
+        self._workspace = _Workspace()
         sizes = [math.prod(s) for s in self._shapes]
         self._offsets = tuple(int(sum(sizes[:i])) for i in range(len(sizes) + 1))
         if self._offsets[-1] != graph.n_inputs:
@@ -276,17 +308,22 @@ class Tape:
     # --- replay ---------------------------------------------------------------------------------
 
     def forward(
-        self, *args: ArrayLike, check: Check | None = None, params: Sequence[Value] | None = None
+        self,
+        *args: ArrayLike,
+        check: Check | None = None,
+        params: Sequence[Value] | HeldParameters | None = None,
     ) -> Any:
         """Replay the forward pass: the output for one sample (a float) or per sample of a batch.
 
         Each argument has the shape of its example (a number, or a vector of d numbers), or one
         more leading batch dimension (n,) / (n, d): then an array of n outputs is returned. Params
         and constants are read from their Values now. ``check`` overrides the tape's re-tracing
-        mode; ``params``, if given, must be exactly the tape's params (TapeMismatchError otherwise).
+        mode; ``params``, if given, must be exactly the tape's params (TapeMismatchError otherwise),
+        as a list of Values or held as arrays (:class:`~tinygrad_bp.tape.HeldParameters`, whose
+        ``data`` is then read instead of the Values).
         """
-        self._check_params(params)
-        state = self._forward(args, check)
+        held = self._check_params(params)
+        state = self._forward(args, check, held, reuse=False)
         self._last = state
         out = self._values(state, self._graph.outputs[0])
         return float(out[0]) if not state.batched else out
@@ -321,7 +358,7 @@ class Tape:
         reduction: Reduction = "mean",
         inputs: bool = False,
         check: Check | None = None,
-        params: Sequence[Value] | None = None,
+        params: Sequence[Value] | HeldParameters | None = None,
     ) -> tuple[float, Gradients]:
         """(L, gradients) in one call: L = mean (or sum) of the outputs over the batch.
 
@@ -336,12 +373,12 @@ class Tape:
         reduction: Reduction = "mean",
         inputs: bool = False,
         check: Check | None = None,
-        params: Sequence[Value] | None = None,
+        params: Sequence[Value] | HeldParameters | None = None,
     ) -> Replay:
         """Forward and backward in one call, with everything: see :class:`Replay`."""
-        self._check_params(params)
-        state = self._forward(args, check)
-        out = self._values(state, self._graph.outputs[0])
+        held = self._check_params(params)
+        state = self._forward(args, check, held, reuse=True)
+        out = self._values(state, self._graph.outputs[0]).copy()  # the store is reused
         seeds = _seeds(reduction, None, state.batch)
         loss = float(out.mean() if reduction == "mean" else out.sum()) if state.batched else float(out[0])
         grads = self._backward(state, seeds, inputs)
@@ -367,15 +404,32 @@ class Tape:
 
     # --- replay internals -----------------------------------------------------------------------
 
-    def _check_params(self, params: Sequence[Value] | None) -> None:
+    def _check_params(self, params: Sequence[Value] | HeldParameters | None) -> np.ndarray | None:
+        """The values of held params (checked once per tape), None to read them from the Values.
+
+        Params given as a list must be the tape's own; TapeMismatchError otherwise.
+        """
+        if isinstance(params, HeldParameters):
+            if self not in _approved.setdefault(params, weakref.WeakSet()):
+                self._check_params(params.params)
+                _approved[params].add(self)
+            return params.data
         if params is not None and list(params) != list(self._graph.params):
             raise TapeMismatchError(
                 f"these {len(list(params))} params are not the tape's {len(self._graph.params)} params "
                 "(a different model, or a parameter replaced): record a new tape"
             )
+        return None
 
     def _read(self, args: Sequence[ArrayLike]) -> _Batch:
         """The replay's arguments as one (n_inputs, batch) array, or TapeMismatchError."""
+        arrays, batched, n = self._arguments(args)
+        x = np.empty((self._graph.n_inputs, n))
+        self._fill(arrays, x)
+        return _Batch(batched, n, x)
+
+    def _arguments(self, args: Sequence[ArrayLike]) -> tuple[list[np.ndarray], bool, int]:
+        """(the arguments as float arrays, whether they are a batch, the batch size), checked."""
         if len(args) != len(self._shapes):
             raise TapeMismatchError(f"the tape takes {len(self._shapes)} argument(s), got {len(args)}")
         arrays = [_as_array(a, i) for i, a in enumerate(args)]
@@ -386,33 +440,50 @@ class Tape:
             raise TapeMismatchError(f"the arguments hold different numbers of samples: {counts}")
         if n == 0:
             raise TapeMismatchError("an empty batch")
-        x = np.empty((self._graph.n_inputs, n))
+        return arrays, batched, n
+
+    def _fill(self, arrays: list[np.ndarray], x: np.ndarray) -> None:
+        """Write the arguments into the (n_inputs, batch) rows ``x``; ValueError for a non-finite one."""
+        n = x.shape[1]
         for a, lo, hi in zip(arrays, self._offsets, self._offsets[1:]):
             x[lo:hi] = a.reshape(n, hi - lo).T
-        if not np.isfinite(x).all():
+        if not _all_finite(x):
             i, b = np.argwhere(~np.isfinite(x))[0]
             raise ValueError(
                 f"input {self._names[i]} of sample {b} is {x[i, b]!r}: inputs must be finite numbers"
             )
-        return _Batch(batched, n, x)
 
-    def _forward(self, args: Sequence[ArrayLike], check: Check | None) -> _Forward:
-        batched, n, x = self._read(args)
+    def _forward(
+        self, args: Sequence[ArrayLike], check: Check | None, held: np.ndarray | None, *, reuse: bool
+    ) -> _Forward:
+        """Run the kernels forward.
+
+        ``held``: the params' values (else they are read from the Values); ``reuse``: run in
+        this thread's scratch arrays (the caller copies out what it keeps).
+        """
+        arrays, batched, n = self._arguments(args)
         mode = _check_mode(self.check if check is None else check, self)
         plan, g = self._plan, self._graph
-        stores = [np.empty((plan.n_v, n)), np.empty((plan.n_u, 1))]
-        stores[_V][: g.n_inputs] = x
+        scratch = self._workspace.get(n, plan.n_v, plan.n_u) if reuse else None
+        stores = scratch.stores if scratch else [np.zeros((plan.n_v, n)), np.zeros((plan.n_u, 1))]
+        x = stores[_V][: g.n_inputs]
+        self._fill(arrays, x)  # the inputs go straight into their rows
         n_p = len(g.params)
         n_c = len(g.constants)
-        stores[_U][:n_p, 0] = np.fromiter(map(_DATA, g.params), dtype=float, count=n_p)
+        if held is None:
+            stores[_U][:n_p, 0] = np.fromiter(map(_DATA, g.params), dtype=float, count=n_p)
+        else:
+            stores[_U][:n_p, 0] = held
         stores[_U][n_p : n_p + n_c, 0] = np.fromiter(map(_DATA, g.constants), dtype=float, count=n_c)
         if mode != "none":
             self._retrace(x, n if mode == "all" else 1)
         with np.errstate(all="ignore"):
             saved = [k.forward(stores) for k in plan.kernels]
-        if not (np.isfinite(stores[_V]).all() and np.isfinite(stores[_U]).all()):
+        # the leaves are finite (inputs checked above, params and constants by construction)
+        computed = (stores[_V][g.n_inputs :], stores[_U][g.n_leaves - g.n_inputs :])
+        if not _all_finite(*computed):
             raise self._forward_error(stores)
-        state = _Forward(stores, saved, batched, n)
+        state = _Forward(stores, saved, batched, n, scratch)
         self._check_guards(state)
         return state
 
@@ -423,7 +494,12 @@ class Tape:
 
     def _backward(self, state: _Forward, seeds: np.ndarray, inputs: bool) -> Gradients:
         plan, g = self._plan, self._graph
-        grads = [np.zeros_like(state.stores[_V]), np.zeros_like(state.stores[_U])]
+        if state.scratch is None:
+            grads = [np.zeros_like(state.stores[_V]), np.zeros_like(state.stores[_U])]
+        else:
+            grads = state.scratch.grads
+            grads[_U].fill(0.0)
+            grads[_V][0 if inputs else g.n_inputs :].fill(0.0)  # no kernel adds into an input's row then
         out = g.outputs[0]
         self._row(grads, out)[:] += seeds if plan.store[out] == _V else seeds.sum()
         mode = int(inputs)
@@ -431,11 +507,16 @@ class Tape:
             for kernel, saved in zip(reversed(plan.kernels), reversed(state.saved)):
                 if kernel.active[mode]:
                     kernel.backward(state.stores, grads, saved, mode)
-        if not (np.isfinite(grads[_V]).all() and np.isfinite(grads[_U]).all()):
+        if not _all_finite(grads[_V][0 if inputs else g.n_inputs :], grads[_U]):
+            if not inputs:
+                grads[_V][: g.n_inputs].fill(0.0)  # rows this pass left alone: not the culprit
             raise self._backward_error(state, grads)
         n_in, n_p = g.n_inputs, len(g.params)
         params = grads[_U][:n_p, 0].copy()
-        return Gradients(params, self._split(grads[_V][:n_in].T, state.batched) if inputs else None)
+        if not inputs:
+            return Gradients(params)
+        table = grads[_V][:n_in].T
+        return Gradients(params, self._split(table if state.scratch is None else table.copy(), state.batched))
 
     def _split(self, table: np.ndarray, batched: bool) -> tuple[np.ndarray, ...]:
         """(batch, n_inputs) -> one array per argument, shaped like that argument."""
@@ -584,12 +665,22 @@ class Tape:
         return adjoint
 
 
+# held params -> the tapes that checked they are their own params (once each)
+_approved: weakref.WeakKeyDictionary[HeldParameters, weakref.WeakSet[Tape]] = weakref.WeakKeyDictionary()
+
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,
     ">=": operator.ge,
 }
+
+
+def _all_finite(*arrays: np.ndarray) -> bool:
+    """True when every number is finite: one sum first (finite unless a term is, or it overflows)."""
+    if math.isfinite(sum(float(a.sum()) for a in arrays)):
+        return True
+    return all(np.isfinite(a).all() for a in arrays)
 
 
 def _as_array(a: ArrayLike, i: int) -> np.ndarray:
@@ -636,5 +727,3 @@ def _required_check(escapes: Sequence[_Escape], plan: _Plan) -> tuple[str, str]:
             what = "a per-sample value" if level == "all" else "a parameter-dependent value"
             worst, why = level, f"fn read {what} ({e.how}) at {e.where}, so the graph may depend on it"
     return worst, why
-
-

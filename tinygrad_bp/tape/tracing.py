@@ -1,6 +1,5 @@
 """trace(): record a tape by running a function once on an example, with the checks for later replays."""
 
-
 from __future__ import annotations
 
 import inspect
@@ -91,5 +90,3 @@ def trace(
     roots = [output, *aux] if aux else output  # aux outputs are checked on re-tracing too
     structure = _structure(roots, _roles("p", graph.params), _roles("x", inputs))
     return Tape(graph, shapes, names, structure=structure, fn=fn, guards=guards, escapes=escapes, check=check)
-
-
