@@ -14,6 +14,9 @@ PyTorch with vectorised float64 nn.Linear layers; numpy with the forward and bac
 written by hand; and the tape: ``BatchObjective`` (one trace, then one replay per batch), with
 ``check="none"`` (the speed; comparison guards stay on) and ``check="first"`` (the default: the
 first sample of every batch is re-traced by the scalar engine and its structure compared).
+The tape's rows train inside ``objective.hold(optimizer)`` (the parameters held as arrays, entered
+once, as a training loop does); the "Values" rows read and write every parameter's ``.data`` and
+``.grad`` on each step instead.
 
 Measurement: medians over repeats, engines interleaved round-robin so machine drift hits all of
 them alike. The object-heavy engines (micrograd, scalar tinygrad_bp) run first, before torch is
@@ -97,7 +100,8 @@ INSTALL = {
     "micrograd": "pip install -e '.[bench]'  (micrograd==0.1.0)",
     "torch": "pip install torch==2.13.0  (pinned: an unpinned torch pulls a multi-GB CUDA build)",
 }
-TARGETS = {"c_micrograd": 1000.0, "c_numpy": 10.0, "e_numpy": 10.0}
+TARGETS = {"c_micrograd": 1000.0, "c_numpy": 2.0, "e_numpy": 2.0}
+HOLDS: list[Any] = []  # the hold() blocks the tape rows run in, closed at the end of the run
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -221,11 +225,25 @@ def c_scalar(X: np.ndarray, y: np.ndarray) -> Callable[[], None]:
     return step
 
 
-def c_tape(X: np.ndarray, y: np.ndarray, check: str) -> Callable[[], None]:
+def held(objective: BatchObjective, optimizer: Any = None) -> None:
+    """Enter ``objective.hold(optimizer)`` for the rest of the run (closed by :func:`release_holds`)."""
+    block = objective.hold(optimizer)
+    block.__enter__()
+    HOLDS.append(block)
+
+
+def release_holds() -> None:
+    while HOLDS:
+        HOLDS.pop().__exit__(None, None, None)
+
+
+def c_tape(X: np.ndarray, y: np.ndarray, check: str, hold: bool = True) -> Callable[[], None]:
     model = tg.MLP(*C_SHAPE, activation="relu", output_activation="linear", seed=INIT_SEED)
     params = model.parameters()
     objective = BatchObjective(model, "hinge", penalty=lambda: l2_penalty(params, ALPHA), check=check)
     optimizer = SGD(params, lr=LR)
+    if hold:
+        held(objective, optimizer)
 
     def step() -> None:
         optimizer.zero_grad()
@@ -341,10 +359,14 @@ def e_scalar(X: np.ndarray, Y: np.ndarray, shape: tuple[int, list[int]]) -> Call
 
 
 def e_tape(
-    X: np.ndarray, Y: np.ndarray, shape: tuple[int, list[int]], check: str, write: bool
+    X: np.ndarray, Y: np.ndarray, shape: tuple[int, list[int]], check: str, write: bool, hold: bool = True
 ) -> Callable[[], None]:
     model = e_model(shape)
     objective = BatchObjective(model, "mse", check=check)
+    if hold:
+        held(objective)
+        if write:  # the gradient added into the held array
+            return lambda: objective(X, Y)
     if write:
         return lambda: (model.zero_grad(), objective(X, Y))
     return lambda: objective.replay(X, Y)
@@ -444,10 +466,13 @@ def array_steps(config: dict[str, Any], data: tuple[np.ndarray, ...], torch: boo
     shape = config["e_shape"]
     steps = {
         "c tape check=none": c_tape(X, y, "none"),
+        "c tape check=none, Values": c_tape(X, y, "none", hold=False),
         "c tape check=first": c_tape(X, y, "first"),
         "c numpy by hand": c_numpy(X, y),
         "e tape check=none": e_tape(X2, Y2, shape, "none", write=False),
-        "e tape check=none +.grad": e_tape(X2, Y2, shape, "none", write=True),
+        "e tape check=none +grad": e_tape(X2, Y2, shape, "none", write=True),
+        "e tape check=none, Values": e_tape(X2, Y2, shape, "none", write=False, hold=False),
+        "e tape check=none +.grad, Values": e_tape(X2, Y2, shape, "none", write=True, hold=False),
         "e tape check=first": e_tape(X2, Y2, shape, "first", write=False),
         "e numpy by hand": e_numpy(X2, Y2, shape),
     }
@@ -489,6 +514,7 @@ def run(config: dict[str, Any]) -> dict[str, dict[str, float]]:
         for name, step in array_steps(config, data, has_torch).items()
     }
     results.update(summarize(interleaved(light, config["repeats"])))
+    release_holds()
     return {part: {k[2:]: v for k, v in results.items() if k[0] == part} for part in ("c", "e")}
 
 
@@ -519,22 +545,20 @@ def targets(c: dict[str, float], e: dict[str, float]) -> list[tuple[str, str, bo
             rows.append(
                 (f"    (micrograd with its collector paused), check={check}", f"{paused:,.0f}x", None)
             )
-        within = tape_c / c["numpy by hand"]
-        rows.append(
-            (
-                f"(c) within 10x of hand-written numpy, check={check}",
-                f"{within:.1f}x",
-                within <= TARGETS["c_numpy"] if official else None,
+        for part, tape, times in (("c", tape_c, c), ("e", tape_e, e)):
+            within = tape / times["numpy by hand"]
+            rows.append(
+                (
+                    f"({part}) at most {TARGETS[part + '_numpy']:g}x hand-written numpy, check={check}",
+                    f"{within:.2f}x",
+                    within <= TARGETS[part + "_numpy"] if official else None,
+                )
             )
-        )
-        within = tape_e / e["numpy by hand"]
-        rows.append(
-            (
-                f"(e) within 10x of hand-written numpy, check={check}",
-                f"{within:.1f}x",
-                within <= TARGETS["e_numpy"] if official else None,
-            )
-        )
+            if "torch" in times and official:
+                ratio = times["torch"] / tape
+                rows.append(
+                    (f"({part}) faster than PyTorch vectorised, check={check}", f"{ratio:.2f}x", ratio > 1.0)
+                )
     return rows
 
 
