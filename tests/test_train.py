@@ -639,3 +639,80 @@ def test_fit_on_the_tape_keeps_no_model_alive():
     del model
     gc.collect()
     assert [r() for r in refs] == [None, None, None]
+
+
+# --- the parameters held as arrays while fit trains on the tape ----------------------------------
+
+
+def _fit_twice(monkeypatch, make_model, optimizer_of=lambda model: None, **kwargs):
+    """(history, parameters) of fit with the epoch's hold, and again with the hold switched off."""
+    import tinygrad_bp.train as train_module
+
+    runs = []
+    held_models = []
+    real_hold = train_module._hold_for_epoch
+
+    def spying_hold(run):
+        real_hold(run)
+        held_models.append(run.model in train_module._holds)
+
+    for hold in (spying_hold, lambda run: None):
+        monkeypatch.setattr(train_module, "_hold_for_epoch", hold)
+        model = make_model()
+        history = fit(model, progress=False, seed=5, optimizer=optimizer_of(model), **kwargs)
+        runs.append((history, [p.data for p in model.parameters()]))
+    return runs, held_models
+
+
+@pytest.mark.parametrize(
+    "optimizer_of",
+    [
+        lambda m: None,
+        lambda m: SGD(m.parameters(), lr=0.05, momentum=0.9, nesterov=True),
+        lambda m: Adam(m.parameters(), lr=0.01, amsgrad=True),
+    ],
+)
+def test_fit_on_the_tape_holds_the_parameters_as_arrays_with_the_same_numbers(monkeypatch, optimizer_of):
+    pytest.importorskip("numpy")
+    X, y01 = make_moons(40, noise=0.2, seed=2)
+    y = [2 * t - 1 for t in y01]
+    runs, held = _fit_twice(
+        monkeypatch,
+        lambda: MLP(2, [6, 1], activation="tanh", seed=3),
+        X=X, y=y, loss="hinge", engine="tape", epochs=3, batch_size=16, lr=0.05,
+        X_test=X[:10], y_test=y[:10], optimizer_of=optimizer_of,
+    )
+    (with_hold, p_with), (without, p_without) = runs
+    assert held == [True, True, True]  # every epoch trained on held arrays
+    assert with_hold == without
+    assert p_with == p_without
+
+
+def test_a_fallback_in_the_middle_of_a_held_epoch_gives_the_numbers_of_the_values_path(monkeypatch):
+    pytest.importorskip("numpy")
+
+    class SwitchesAfterCalls:
+        """Not one of the library's models: its first sample is re-traced at every batch."""
+
+        def __init__(self):
+            self.mlp = MLP(2, [3, 1], activation="tanh", seed=0)
+            self.calls = 0
+
+        def __call__(self, x):
+            self.calls += 1
+            out = self.mlp(x)
+            return out * 2.0 if self.calls > 6 else out
+
+        def parameters(self):
+            return self.mlp.parameters()
+
+    X, y01 = make_moons(40, noise=0.2, seed=1)
+    with pytest.warns(RuntimeWarning, match="no longer describes"):
+        runs, held = _fit_twice(
+            monkeypatch, SwitchesAfterCalls, X=X, y=y01, loss="mse", engine="auto", epochs=2, batch_size=8
+        )
+    (with_hold, p_with), (without, p_without) = runs
+    assert held[0] is True
+    assert with_hold["engine"][-1] == "scalar"  # it fell back during the first epoch
+    assert with_hold == without
+    assert p_with == p_without

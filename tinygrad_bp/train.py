@@ -456,6 +456,7 @@ def _auto_batch(
         # Not recordable, or no longer the recorded graph: the scalar engine takes over (and
         # reports any real error in the data itself). A graph that changed mid-training is a
         # surprise worth a warning; a model or loss the tape cannot record is known at once.
+        _release_hold(model)  # the scalar engine reads and writes the Values themselves
         _scalar_only_models[model] = True
         _forget_tapes(model)  # a stale recording: the next call records afresh
         if _replayed.pop(model, False):  # it did replay before: the graph changed under it
@@ -634,10 +635,54 @@ class _Run(NamedTuple):
     bar: Any
 
 
+# The tape objective's hold() block of a model while an epoch of fit() trains it on the tape.
+_holds: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _hold_for_epoch(run: _Run) -> None:
+    """Hold the parameters as arrays for the epoch's tape replays, when nothing else needs the Values.
+
+    Not with a penalty (the scalar engine evaluates it on the Values at every batch), not once
+    the model fell back to the scalar engine, and not with an optimizer over other parameters.
+    """
+    if run.run_batch not in (tape_batch, _auto_batch) or run.penalty is not None:
+        return
+    if run.model in _scalar_only_models or not _numpy_available():
+        return
+    block = _tape_objective(run.model, run.objective).hold(run.optimizer)
+    try:
+        block.__enter__()
+    except ValueError:  # the optimizer steps other parameters: the Values' path it is
+        return
+    _holds[run.model] = block
+
+
+def _release_hold(model: Any) -> None:
+    """End the epoch's hold: the Values get the numbers back."""
+    block = _holds.pop(model, None)
+    if block is not None:
+        block.__exit__(None, None, None)
+
+
 def _epoch(
     run: _Run, X: Sequence[Sequence[float]], y: Sequence[Any], plan: list[list[int]], step: int
 ) -> tuple[float, int, int]:
-    """One pass over the batches of ``plan``: (mean loss, right predictions, next step number)."""
+    """One pass over the batches of ``plan``: (mean loss, right predictions, next step number).
+
+    On the tape, the parameters are held as arrays for the whole pass (see
+    :meth:`tinygrad_bp.tape.BatchObjective.hold`), and the Values get them back at its end.
+    """
+    _hold_for_epoch(run)
+    try:
+        return _batches(run, X, y, plan, step)
+    finally:
+        _release_hold(run.model)
+
+
+def _batches(
+    run: _Run, X: Sequence[Sequence[float]], y: Sequence[Any], plan: list[list[int]], step: int
+) -> tuple[float, int, int]:
+    """The batches of one epoch: zero the gradients, compute the batch's loss and gradients, step."""
     weighted = 0.0
     correct = 0
     for index in plan:
