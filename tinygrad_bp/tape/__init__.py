@@ -96,12 +96,16 @@ structure could depend on values.
 
 **The rooms.** :mod:`.recording` (the trace observer and the Wengert list of one sample),
 :mod:`.kernels` (rows, the table's array forms, grouping by level), :mod:`.replay` (the Tape),
-:mod:`.tracing` (:func:`trace`), :mod:`.objectives` (training with a tape).
+:mod:`.tracing` (:func:`trace`), :mod:`.objectives` (training with a tape), :mod:`.parameters`
+(parameters held as arrays while a tape trains them).
 
 **Training.** :class:`BatchObjective` and :func:`batch_loss_and_grad` compute the batch loss
 ``mean_i loss(model(x_i), y_i) [+ penalty()]`` with one replay and ADD its gradient to every
 parameter's ``.grad`` (as ``Value.backward`` does), so ``tinygrad_bp.optim.SGD``/``Adam`` step
-unchanged.
+unchanged. Inside ``objective.hold(optimizer)`` the parameters are held as two arrays instead
+(:class:`HeldParameters`: values and gradients): replays read and add into them and the
+optimizer steps them in place with its own update rule; the Values get the numbers back when the
+block ends. :func:`tinygrad_bp.train.fit` holds them for every epoch it trains on the tape.
 """
 
 from __future__ import annotations
