@@ -871,3 +871,13 @@ def test_another_thread_is_not_observed_while_one_traces():
     t.join()
     assert reads == [6.0]
     assert tape.escapes == ()
+
+
+def test_the_tape_packages_own_example_runs_as_printed():
+    import doctest
+
+    import tinygrad_bp.tape
+
+    failures, tried = doctest.testmod(tinygrad_bp.tape, optionflags=doctest.ELLIPSIS)
+    assert tried > 0
+    assert failures == 0

@@ -27,7 +27,7 @@ naming its operands, printable for teaching::
     level 2: 2 x sigmoid (per sample)
     level 3: 1 x linear (per sample), n=2: one (1x2) @ (2xB) matrix product
     level 4: 1 x sigmoid (per sample)
-    level 5: 1 x half_sse (per sample)
+    level 5: 1 x half_sse (per sample): broadcast products
 
 and then replays it on new inputs, a single sample or a whole batch, without creating any Value:
 
