@@ -410,9 +410,12 @@ class Tape:
         Params given as a list must be the tape's own; TapeMismatchError otherwise.
         """
         if isinstance(params, HeldParameters):
-            if self not in _approved.setdefault(params, weakref.WeakSet()):
+            approved = _approved.get(params)
+            if approved is None:
+                approved = _approved[params] = weakref.WeakSet()
+            if self not in approved:
                 self._check_params(params.params)
-                _approved[params].add(self)
+                approved.add(self)
             return params.data
         if params is not None and list(params) != list(self._graph.params):
             raise TapeMismatchError(
