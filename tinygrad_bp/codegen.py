@@ -260,7 +260,9 @@ def _group_branch(d: Definition) -> list[str]:
     signature = Signature(d.inputs)
     groups = signature.groups
     names = {"out": "node"}
-    lines = ["        inputs = node.inputs", *unpack(signature, "inputs", " " * 8, suffix="s")]
+    # node.inputs, written out (the hot path): three or more operands are the tuple in _b
+    inputs = "        inputs = node._b if node._a is None else node.inputs"
+    lines = [inputs, *unpack(signature, "inputs", " " * 8, suffix="s")]
     elements = [g + "_" for g in groups]
     for g in groups:
         names[g] = g + "_"

@@ -550,7 +550,7 @@ def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, 
             if b.requires_grad:
                 b._upstream += g * (a._data)
         elif op == "linear":
-            inputs = node.inputs
+            inputs = node._b if node._a is None else node.inputs
             n = (len(inputs) - 1) // 2
             ws = inputs[0:n]
             xs = inputs[n:n + n]
@@ -587,7 +587,7 @@ def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, 
             if a.requires_grad:
                 a._upstream += -g
         elif op == "sum":
-            inputs = node.inputs
+            inputs = node._b if node._a is None else node.inputs
             n = len(inputs)
             xs = inputs[0:n]
             for x_, in zip(xs):
@@ -636,7 +636,7 @@ def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, 
             if a.requires_grad:
                 a._upstream += g * (FLOAT.sigmoid(a._data))
         elif op == "sse":
-            inputs = node.inputs
+            inputs = node._b if node._a is None else node.inputs
             n = (len(inputs)) // 2
             ps = inputs[0:n]
             ts = inputs[n:n + n]
@@ -647,7 +647,7 @@ def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, 
                 if t_.requires_grad:
                     t_._upstream += g * (-2.0 * (p_._data - t_._data))
         elif op == "half_sse":
-            inputs = node.inputs
+            inputs = node._b if node._a is None else node.inputs
             n = (len(inputs)) // 2
             ps = inputs[0:n]
             ts = inputs[n:n + n]

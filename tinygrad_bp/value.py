@@ -1230,7 +1230,7 @@ def _node(data: float, op: str, inputs: tuple[Value, ...]) -> Value:
     """A new node of ``op`` over ``inputs`` (nothing recorded under no_grad)."""
     node = _new(Value)
     node._data = data
-    node.grad = 0.0
+    node._grad = 0.0  # the slot behind .grad
     node.label = ""
     node._pass = 0
     if not _threads_without_grad or _grad_mode.enabled:
