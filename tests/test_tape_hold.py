@@ -261,3 +261,157 @@ def test_held_parameters_report_which_have_a_gradient():
     assert a._grad is NO_GRAD
     assert b._grad is NO_GRAD
     assert repr(held) == "<HeldParameters: 2 parameters as arrays>"
+
+
+# --- what an outside attack found (each a regression test) ----------------------------------------
+
+
+def test_an_optimizer_with_its_own_step_is_not_held_and_fit_trains_it_on_the_values():
+    from tinygrad_bp.optim import Optimizer
+    from tinygrad_bp.train import fit
+
+    class SignSGD(Optimizer):
+        def step(self):
+            for p in self.params:
+                p.data -= self.lr * ((p.grad > 0) - (p.grad < 0))
+
+    class ClippedSGD(SGD):
+        def step(self):
+            for p in self.params:
+                p.grad = max(-0.01, min(0.01, p.grad))
+            super().step()
+
+    model, objective = make()
+    with pytest.raises(TypeError, match="has its own step"):
+        objective.hold(SignSGD(model.parameters(), lr=0.1)).__enter__()
+    for cls in (SignSGD, ClippedSGD):
+        runs = []
+        for engine in ("scalar", "auto"):
+            net = MLP(3, [4, 1], activation="tanh", seed=1)
+            fit(net, X.tolist(), Y.tolist(), loss="hinge", engine=engine, epochs=3, batch_size=8,
+                optimizer=cls(net.parameters(), lr=0.05), progress=False, seed=0)
+            runs.append([p.data for p in net.parameters()])
+        assert runs[1] == pytest.approx(runs[0], rel=1e-12, abs=1e-15)
+        assert runs[1] != [p.data for p in MLP(3, [4, 1], activation="tanh", seed=1).parameters()]
+
+
+def test_held_adam_with_different_step_counts_is_still_the_values_path_to_the_bit():
+    model_a, objective_a = make()
+    model_b, objective_b = make()
+    opt_a, opt_b = Adam(model_a.parameters(), lr=0.01), Adam(model_b.parameters(), lr=0.01)
+    for model, opt in ((model_a, opt_a), (model_b, opt_b)):
+        opt.zero_grad()
+        model.parameters()[-1].grad = 0.5  # one warm-up step in which one parameter moved alone
+        opt.step()
+    train(objective_a, opt_a, 6)
+    with objective_b.hold(opt_b):
+        train(objective_b, opt_b, 6)
+        assert opt_b.t == 7
+    assert [p.data for p in model_a.parameters()] == [p.data for p in model_b.parameters()]
+    assert opt_a.state_dict() == opt_b.state_dict()
+
+
+def test_held_values_are_held_by_one_block_and_read_through_it_only():
+    from tinygrad_bp.tape import batch_loss_and_grad
+
+    model, objective = make()
+    other = BatchObjective(model, "hinge", check="none")
+    other(X, Y)  # traced before the block
+    with objective.hold():
+        with pytest.raises(RuntimeError, match="already held as arrays by another hold"):
+            other.hold().__enter__()
+        with pytest.raises(TapeMismatchError, match="held as arrays by a hold"):
+            other(X, Y)  # its Values are stale inside the block
+        with pytest.raises(TapeMismatchError, match="held as arrays by a hold"):
+            batch_loss_and_grad(model, X, Y, "hinge", check="none")
+    other(X, Y)  # fine after the block
+
+
+def test_a_parameter_replaced_inside_the_block_is_an_error_when_it_ends():
+    model, objective = make()
+    opt = SGD(model.parameters(), lr=0.1)
+
+    def replace_inside() -> None:
+        with objective.hold(opt):
+            train(objective, opt, 1)
+            model.layers[-1].neurons[0].b = Value(5.0)
+            train(objective, opt, 1)
+
+    with pytest.raises(TapeMismatchError, match="replaced inside the hold"):
+        replace_inside()
+
+
+def test_held_arrays_are_checked_and_cannot_be_replaced():
+    model, objective = make()
+    with objective.hold() as held:
+        with pytest.raises(AttributeError):
+            held.data = np.zeros(1)
+        held.data[2] = float("nan")
+        with pytest.raises(ValueError, match=r"held parameter 2 \('layer1.neuron0.w2'\) is nan"):
+            objective(X, Y)  # the first call: it traces
+        with pytest.raises(ValueError, match=r"held parameter 2 \('layer1.neuron0.w2'\) is nan"):
+            held.write_back()  # and nothing is written
+        assert all(np.isfinite([p.data for p in model.parameters()]))
+        held.data[2] = 0.5
+        objective(X, Y)
+        held.data[2] = float("inf")
+        with pytest.raises(ValueError, match=r"held parameter 2 \('layer1.neuron0.w2'\) is inf"):
+            objective(X, Y)  # a replay
+        held.data[2] = 0.5
+
+
+def test_replays_in_many_threads_with_a_tiny_switch_interval():
+    import sys
+
+    _model, objective = make()
+    tape = objective.tape(X, Y)
+    sizes = (3, 5, 7, 16)
+    expected = {n: tape.replay(X[:n], Y[:n]).loss for n in sizes}
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(40):
+                for n in sizes:
+                    assert tape.replay(X[:n], Y[:n]).loss == expected[n]
+        except BaseException as error:  # noqa: BLE001 - collected, then asserted on
+            errors.append(error)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+
+
+def test_a_big_replay_does_not_keep_its_arrays():
+    import gc
+    import tracemalloc
+
+    from tinygrad_bp.tape import replay as replay_module
+
+    _model, objective = make()
+    big = np.random.default_rng(1).normal(size=(200_000, 3))
+    tracemalloc.start()
+    try:
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        objective.replay(big, np.zeros(len(big)))  # bigger than MAX_SCRATCH_BYTES: not kept
+        tape = objective.tape(X, Y)
+        for _ in range(3):
+            tape.forward(big[:50_000], np.zeros(50_000))  # forward() never keeps its arrays' views
+        tape._last = None
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    plan = tape._plan
+    assert 2 * 8 * plan.n_v * len(big) > replay_module.MAX_SCRATCH_BYTES  # so it was too big to keep
+    assert len(big) not in tape._workspace.by_size
+    assert kept < 8 * 2**20

@@ -104,6 +104,11 @@ class _FloatOps:
     def where(condition: bool, if_true: float, if_false: float) -> float:
         return if_true if condition else if_false
 
+    @staticmethod
+    def per_step(f: Any, t: int) -> float:
+        """``f(t)`` for a parameter's step count ``t``."""
+        return float(f(t))
+
 
 _FLOATS = _FloatOps()
 
@@ -150,6 +155,13 @@ class Optimizer:
         if self._held is not None:
             msg = f"{name}.hold: the parameters are already held as arrays"
             raise RuntimeError(msg)
+        cls = type(self)
+        if not getattr(cls.step, "steps_held_arrays", False) or cls.zero_grad is not Optimizer.zero_grad:
+            msg = (
+                f"{name}.hold: {name} has its own step() or zero_grad(), which work on the Values; "
+                "only SGD's and Adam's own steps know parameters held as arrays"
+            )
+            raise TypeError(msg)
         if len(held.params) != len(self.params) or any(a is not b for a, b in zip(held.params, self.params)):
             msg = (
                 f"{name}.hold: the held parameters ({len(held.params)}) are not this optimizer's "
@@ -377,11 +389,15 @@ def _adam_update(
     m = m + (1.0 - b1) * (g - m)  # torch: exp_avg.lerp_(grad, 1 - b1)
     v = v * b2 + (1.0 - b2) * g * g  # torch: exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
     v_max = ops.maximum(v_max, v) if s.amsgrad else v_max
-    step_size = lr / (1.0 - b1**t)
-    bias_correction2_sqrt = (1.0 - b2**t) ** 0.5  # torch: bias_correction2 ** 0.5
+    # Python floats for each step count (NumPy's power rounds differently from Python's)
+    step_size = ops.per_step(lambda k: lr / (1.0 - b1**k), t)
+    bias_correction2_sqrt = ops.per_step(lambda k: (1.0 - b2**k) ** 0.5, t)  # torch: bias_correction2 ** 0.5
     denom = ops.sqrt(v_max if s.amsgrad else v) / bias_correction2_sqrt + s.eps
     new = p + (-step_size * m) / denom  # torch's addcdiv: value * m / denom, left to right
     return new, m, v, v_max
+
+
+SGD.step.steps_held_arrays = True  # type: ignore[attr-defined]  # hold() asks for this mark
 
 
 class Adam(Optimizer):
@@ -440,6 +456,9 @@ class Adam(Optimizer):
     @property
     def t(self) -> int:
         """The most steps any parameter has taken."""
+        if self._held is not None:
+            t = self._array_t
+            return t if isinstance(t, int) else int(t.max())
         return max(self._t, default=0)
 
     def step(self) -> None:
@@ -486,7 +505,7 @@ class Adam(Optimizer):
 
     def _state_to_arrays(self, held: Any) -> None:
         # one step count for all while they agree: then b1**t is the same float as the loop's
-        self._array_t = self._t[0] if len(set(self._t)) == 1 else held.ops.array(self._t)
+        self._array_t = self._t[0] if len(set(self._t)) == 1 else held.ops.counts(self._t)
         self._array_m, self._array_v, self._array_v_max = (
             held.ops.array(x) for x in (self._m, self._v, self._v_max)
         )
@@ -497,3 +516,6 @@ class Adam(Optimizer):
         self._m, self._v, self._v_max = (
             x.tolist() for x in (self._array_m, self._array_v, self._array_v_max)
         )
+
+
+Adam.step.steps_held_arrays = True  # type: ignore[attr-defined]  # hold() asks for this mark

@@ -643,16 +643,17 @@ def _hold_for_epoch(run: _Run) -> None:
     """Hold the parameters as arrays for the epoch's tape replays, when nothing else needs the Values.
 
     Not with a penalty (the scalar engine evaluates it on the Values at every batch), not once
-    the model fell back to the scalar engine, and not with an optimizer over other parameters.
+    the model fell back to the scalar engine, and not with an optimizer of the user's own or
+    one over other parameters (those step the Values).
     """
     if run.run_batch not in (tape_batch, _auto_batch) or run.penalty is not None:
         return
-    if run.model in _scalar_only_models or not _numpy_available():
+    if run.model in _scalar_only_models or not _numpy_available() or not isinstance(run.optimizer, Optimizer):
         return
     block = _tape_objective(run.model, run.objective).hold(run.optimizer)
     try:
         block.__enter__()
-    except ValueError:  # the optimizer steps other parameters: the Values' path it is
+    except (TypeError, ValueError):  # its own step(), or other parameters: the Values' path it is
         return
     _holds[run.model] = block
 

@@ -52,6 +52,20 @@ def _layout(idx: np.ndarray) -> tuple[int, Any]:
     return _FANCY, None
 
 
+class Stores(list["np.ndarray"]):
+    """A replay's value (or gradient) stores, [V, U], often kept for the next replay of its size.
+
+    ``views`` caches each operand's view of these very arrays: made once, reused by every
+    replay that runs in them, and dropped with them.
+    """
+
+    __slots__ = ("views",)
+
+    def __init__(self, arrays: Sequence[np.ndarray]) -> None:
+        super().__init__(arrays)
+        self.views: dict[int, np.ndarray] = {}
+
+
 class _Rows:
     """The rows ``idx`` (any shape) of one store: read by ``take``, gradients added by ``add``."""
 
@@ -60,7 +74,7 @@ class _Rows:
         self.idx = np.asarray(idx, dtype=np.intp)
         self.flat = self.idx.ravel()
         self.kind, self.where = _layout(self.idx)
-        self._views: dict[int, np.ndarray] = {}
+        self.key = id(self)  # its views' key: this operand lives as long as the plan, so the id is its own
         self.unique = np.unique(self.flat).size == self.flat.size
         self.needs = needs  # (without, with) gradients of the inputs
 
@@ -74,17 +88,15 @@ class _Rows:
     def take(self, stores: Sequence[np.ndarray]) -> np.ndarray:
         """The values, shape ``idx.shape + (batch or 1,)``: a view unless the rows are scattered.
 
-        A view of the same array is made once and kept (replays reuse their arrays): a view
-        holds its array, so the array's id cannot be reused while the view is kept.
+        The view of reused :class:`Stores` is made once and kept with them.
         """
         s = stores[self.store]
         if self.kind == _FANCY:
             return s[self.idx]
-        view = self._views.get(id(s))
+        views = stores.views  # type: ignore[attr-defined]  # the replays' stores are Stores
+        view = views.get(self.key)
         if view is None:
-            if len(self._views) >= 4:
-                self._views.pop(next(iter(self._views)))
-            view = self._views[id(s)] = self._view(s)
+            view = views[self.key] = self._view(s)
         return view
 
     def _view(self, s: np.ndarray) -> np.ndarray:

@@ -235,13 +235,20 @@ class BatchObjective:
 
         While the block lasts the arrays are the parameters: a Value's ``.data`` is brought up
         to date only by ``held.write_back()``, and numbers written into Values are not seen
-        (and are overwritten at the end). Yields the :class:`HeldParameters`.
+        (and are overwritten at the end). So a Value is held by one block at a time
+        (RuntimeError for a second), a replay that would read held Values through another
+        objective raises TapeMismatchError, and a parameter replaced in the model during the
+        block raises TapeMismatchError when it ends. Yields the :class:`HeldParameters`.
         """
         if self._held is not None:
             raise RuntimeError("BatchObjective.hold: the parameters are already held")
-        held = HeldParameters(list(self.model.parameters()))
-        if optimizer is not None:
-            optimizer.hold(held)
+        held = HeldParameters(list(self.model.parameters()))  # RuntimeError if another block holds them
+        try:
+            if optimizer is not None:
+                optimizer.hold(held)
+        except BaseException:
+            held.release()
+            raise
         self._held = held
         try:
             yield held
@@ -250,6 +257,12 @@ class BatchObjective:
             if optimizer is not None:
                 optimizer.release()
             held.write_back()
+            held.release()
+        if not held.same_as(list(self.model.parameters())):  # the block ended without an error
+            raise TapeMismatchError(
+                "a parameter of the model was replaced inside the hold() block: the replays trained the "
+                "Values the block started with (they have the numbers now); call reset() and train again"
+            )
 
 
 _objectives: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()

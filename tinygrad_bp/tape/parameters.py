@@ -12,6 +12,8 @@ back when the block ends (or at :meth:`HeldParameters.write_back`).
 
 from __future__ import annotations
 
+import math
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +45,21 @@ class _ArrayOps:
         return np.array(values, dtype=np.float64)
 
     @staticmethod
+    def counts(values: Sequence[int]) -> np.ndarray:
+        return np.array(values, dtype=np.int64)
+
+    @staticmethod
+    def per_step(f: Any, t: Any) -> Any:
+        """``f(k)`` for every step count k of ``t`` (an int, or an array of them), in Python floats.
+
+        One float per distinct count, so each number is the one the loop over Values computes.
+        """
+        if isinstance(t, int):
+            return float(f(t))
+        counts, where = np.unique(t, return_inverse=True)
+        return np.array([float(f(int(k))) for k in counts])[where]
+
+    @staticmethod
     def first_bad(values: np.ndarray) -> int | None:
         """The index of the first number that is not finite, or None when all are."""
         if np.isfinite(values).all():
@@ -65,13 +82,52 @@ class HeldParameters:
 
     def __init__(self, params: Sequence[Value]) -> None:
         self.params = tuple(params)
+        self.ids = frozenset(map(id, self.params))
+        for other in _active:
+            if not self.ids.isdisjoint(other.ids):
+                msg = (
+                    "these parameters are already held as arrays by another hold() block; "
+                    "a second one would train from stale numbers and be overwritten"
+                )
+                raise RuntimeError(msg)
         n = len(self.params)
-        self.data = np.fromiter(map(_DATA, self.params), dtype=np.float64, count=n)
+        self._data = np.fromiter(map(_DATA, self.params), dtype=np.float64, count=n)
         grads = [p._grad for p in self.params]
-        self.grad = np.array([0.0 if g is NO_GRAD else g for g in grads], dtype=np.float64)
+        self._grad = np.array([0.0 if g is NO_GRAD else g for g in grads], dtype=np.float64)
         reached = [g is not NO_GRAD for g in grads]
         uniform = all(reached) or not any(reached)
         self.reached: bool | np.ndarray = all(reached) if uniform else np.array(reached)
+        _active.add(self)
+
+    @property
+    def data(self) -> np.ndarray:
+        """The parameters' values (write into it in place; it cannot be replaced)."""
+        return self._data
+
+    @property
+    def grad(self) -> np.ndarray:
+        """The parameters' gradients, summed since the last :meth:`zero_grad`."""
+        return self._grad
+
+    @property
+    def active(self) -> bool:
+        """True until :meth:`release`: while the arrays are the parameters."""
+        return self in _active
+
+    def release(self) -> None:
+        """The arrays are no longer the parameters (the end of the hold() block)."""
+        _active.discard(self)
+
+    def checked_data(self) -> np.ndarray:
+        """``data``, after a check that every value is finite (ValueError naming the first that is not)."""
+        if not math.isfinite(float(self._data.sum())):
+            j = self.ops.first_bad(self._data)
+            if j is not None:
+                label = f" ({self.params[j].label!r})" if self.params[j].label else ""
+                shown = float(self._data[j])
+                msg = f"held parameter {j}{label} is {shown!r}: parameters must be finite numbers"
+                raise ValueError(msg)
+        return self._data
 
     def __len__(self) -> int:
         return len(self.params)
@@ -81,12 +137,12 @@ class HeldParameters:
 
     def zero_grad(self) -> None:
         """No parameter has a gradient any more: grad = 0 (the optimizers' ``zero_grad``)."""
-        self.grad.fill(0.0)
+        self._grad.fill(0.0)
         self.reached = False
 
     def add_grad(self, grad: np.ndarray) -> None:
         """grad += ``grad`` for every parameter (a replay's dL/dparams), which all count as reached."""
-        self.grad += grad
+        self._grad += grad
         self.reached = True
 
     def write_back(self) -> None:
@@ -95,12 +151,26 @@ class HeldParameters:
         A parameter not reached since :meth:`zero_grad` gets ``NO_GRAD`` (0.0), as the
         optimizers' own ``zero_grad`` leaves it.
         """
+        self.checked_data()  # ValueError, and nothing written, for a number that is not finite
         reached = self.reached
         flags = [reached] * len(self) if isinstance(reached, bool) else reached.tolist()
-        for p, x, g, r in zip(self.params, self.data.tolist(), self.grad.tolist(), flags):
+        for p, x, g, r in zip(self.params, self._data.tolist(), self._grad.tolist(), flags):
             p._data = x  # the slots behind .data and .grad
             p._grad = g if r else NO_GRAD
 
     def same_as(self, params: Sequence[Value]) -> bool:
         """True if ``params`` are exactly the held Values, in order."""
         return len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params))
+
+    def overlaps(self, ids: frozenset[int]) -> bool:
+        """True if any of the Values with these ids is held here."""
+        return not self.ids.isdisjoint(ids)
+
+
+#: The holds that last: a Value is held by at most one of them.
+_active: weakref.WeakSet[HeldParameters] = weakref.WeakSet()
+
+
+def held_elsewhere(ids: frozenset[int]) -> bool:
+    """True if a hold() block that lasts holds any of the Values with these ids."""
+    return any(h.overlaps(ids) for h in _active) if _active else False

@@ -18,8 +18,9 @@ try:
 except ImportError as _error:  # pragma: no cover - depends on the environment
     raise ImportError("tinygrad_bp.tape needs numpy: pip install 'tinygrad_bp[numpy]'") from _error
 
-from .kernels import _checked_forward, _checked_local, _compile, _Plan
+from .kernels import Stores, _checked_forward, _checked_local, _compile, _Plan
 from .parameters import HeldParameters
+from .parameters import held_elsewhere as _held_elsewhere
 from .recording import (
     _DATA,
     _U,
@@ -119,8 +120,12 @@ class _Forward(NamedTuple):
 class _Scratch(NamedTuple):
     """The value and gradient stores of one batch size, kept for the next replay of that size."""
 
-    stores: list[np.ndarray]
-    grads: list[np.ndarray]
+    stores: Stores
+    grads: Stores
+
+
+#: A replay's arrays are kept for the next replay of the same size up to this many bytes.
+MAX_SCRATCH_BYTES = 64 * 2**20
 
 
 class _Workspace(threading.local):
@@ -134,13 +139,16 @@ class _Workspace(threading.local):
     def __init__(self) -> None:
         self.by_size: dict[int, _Scratch] = {}
 
-    def get(self, n: int, n_v: int, n_u: int) -> _Scratch:
+    def get(self, n: int, n_v: int, n_u: int) -> _Scratch | None:
+        """The scratch arrays of batch size ``n`` (None for a batch too big to keep: fresh ones then)."""
         scratch = self.by_size.get(n)
         if scratch is None:
+            if 2 * 8 * (n_v * n + n_u) > MAX_SCRATCH_BYTES:
+                return None
             if len(self.by_size) >= 2:
                 self.by_size.pop(next(iter(self.by_size)))
-            stores = [np.zeros((n_v, n)), np.zeros((n_u, 1))]  # zeros: a view may span padding rows
-            scratch = self.by_size[n] = _Scratch(stores, [np.zeros_like(s) for s in stores])
+            stores = Stores([np.zeros((n_v, n)), np.zeros((n_u, 1))])  # zeros: a view may span padding
+            scratch = self.by_size[n] = _Scratch(stores, Stores([np.zeros_like(s) for s in stores]))
         return scratch
 
 
@@ -173,6 +181,7 @@ class Tape:
         self._plan = _compile(graph)
         self._structure = list(structure)
         self._param_roles = _roles("p", graph.params)
+        self._param_ids = frozenset(map(id, graph.params))
         self._required = _required_check(self.escapes, self._plan)
         self.check = _check_mode(check, self)
         self._last: _Forward | None = None
@@ -407,22 +416,32 @@ class Tape:
     def _check_params(self, params: Sequence[Value] | HeldParameters | None) -> np.ndarray | None:
         """The values of held params (checked once per tape), None to read them from the Values.
 
-        Params given as a list must be the tape's own; TapeMismatchError otherwise.
+        Params given as a list must be the tape's own; TapeMismatchError otherwise, and also
+        when the Values are held as arrays by a hold() block (their numbers are not current).
         """
         if isinstance(params, HeldParameters):
             approved = _approved.get(params)
             if approved is None:
                 approved = _approved[params] = weakref.WeakSet()
             if self not in approved:
-                self._check_params(params.params)
+                self._require_own(params.params)
                 approved.add(self)
-            return params.data
-        if params is not None and list(params) != list(self._graph.params):
+            return params.checked_data()
+        if params is not None:
+            self._require_own(params)
+        if _held_elsewhere(self._param_ids):
+            raise TapeMismatchError(
+                "this tape's params are held as arrays by a hold() block, so their Values are not "
+                "current: replay through that block's objective, or after the block"
+            )
+        return None
+
+    def _require_own(self, params: Sequence[Value]) -> None:
+        if list(params) != list(self._graph.params):
             raise TapeMismatchError(
                 f"these {len(list(params))} params are not the tape's {len(self._graph.params)} params "
                 "(a different model, or a parameter replaced): record a new tape"
             )
-        return None
 
     def _read(self, args: Sequence[ArrayLike]) -> _Batch:
         """The replay's arguments as one (n_inputs, batch) array, or TapeMismatchError."""
@@ -468,7 +487,7 @@ class Tape:
         mode = _check_mode(self.check if check is None else check, self)
         plan, g = self._plan, self._graph
         scratch = self._workspace.get(n, plan.n_v, plan.n_u) if reuse else None
-        stores = scratch.stores if scratch else [np.zeros((plan.n_v, n)), np.zeros((plan.n_u, 1))]
+        stores = scratch.stores if scratch else Stores([np.zeros((plan.n_v, n)), np.zeros((plan.n_u, 1))])
         x = stores[_V][: g.n_inputs]
         self._fill(arrays, x)  # the inputs go straight into their rows
         n_p = len(g.params)
@@ -498,7 +517,7 @@ class Tape:
     def _backward(self, state: _Forward, seeds: np.ndarray, inputs: bool) -> Gradients:
         plan, g = self._plan, self._graph
         if state.scratch is None:
-            grads = [np.zeros_like(state.stores[_V]), np.zeros_like(state.stores[_U])]
+            grads = Stores([np.zeros_like(state.stores[_V]), np.zeros_like(state.stores[_U])])
         else:
             grads = state.scratch.grads
             grads[_U].fill(0.0)
