@@ -365,7 +365,7 @@ class SGD(Optimizer):
     def _state_to_arrays(self, held: Any) -> None:
         known = [b is not None for b in self._buffers]
         self._array_buffer = held.ops.array([0.0 if b is None else b for b in self._buffers])
-        self._array_known = True if all(known) else held.ops.array(known)
+        self._array_known = all(known) if all(known) or not any(known) else held.ops.flags(known)
 
     def _state_from_arrays(self) -> None:
         values = self._array_buffer.tolist()

@@ -45,6 +45,10 @@ class _ArrayOps:
         return np.array(values, dtype=np.float64)
 
     @staticmethod
+    def flags(values: Sequence[bool]) -> np.ndarray:
+        return np.array(values, dtype=bool)
+
+    @staticmethod
     def counts(values: Sequence[int]) -> np.ndarray:
         return np.array(values, dtype=np.int64)
 
