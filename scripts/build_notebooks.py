@@ -1220,9 +1220,10 @@ def training() -> list[Cell]:
         Each step above still goes through the Values: the replay reads every parameter's
         `.data` and adds into every `.grad`, and SGD loops over the 337 parameters in Python.
         Inside `objective.hold(optimizer)` the parameters live in two NumPy arrays instead
-        (`held.data`, `held.grad`, as PyTorch keeps a tensor and its `.grad`), and SGD updates
-        them with the same formula, one array operation at a time. The Values get the numbers
-        back when the block ends. (`fit` does this for every epoch it trains on the tape.)
+        (`held.data` and `held.grad`: all 337 numbers, in `model.parameters()` order), and SGD
+        runs its usual formula once on the whole array. The Values keep the numbers of the
+        block's start until it ends, and get the new ones then. (`fit` does this for every
+        epoch it trains on the tape.)
         Twenty more steps each way, from the same weights, with `check="none"`: the library's own
         model and loss build the same graph for every sample, so the first sample of each batch
         need not be traced again to make sure (the default, `check="first"`, does that, and its
@@ -1238,25 +1239,32 @@ def training() -> list[Cell]:
             obj = BatchObjective(net, "hinge", penalty=lambda: l2_penalty(net_params, 1e-4), check="none")
             opt = SGD(net_params, lr=0.1)
             obj.tape(X, y)  # trace now, so that the clock measures the steps alone
-            start = time.perf_counter()
-            if hold:
-                with obj.hold(opt) as held:
-                    for _ in range(20):
-                        opt.zero_grad()
-                        obj(X, y)
-                        opt.step()
-                    print("held:", type(held.data).__name__, held.data.shape, "values,", held.grad.shape, "gradients")
-            else:
+
+            def steps():
+                start = time.perf_counter()
                 for _ in range(20):
                     opt.zero_grad()
                     obj(X, y)
                     opt.step()
-            return [p.data for p in net_params], time.perf_counter() - start
+                return time.perf_counter() - start
+
+            if hold:
+                with obj.hold(opt) as held:
+                    seconds = steps()
+                    print("held:", held.data.shape, "values and", held.grad.shape, "gradients")
+            else:
+                seconds = steps()
+            return [p.data for p in net_params], seconds
 
         through_values, t_values = twenty_steps(hold=False)
         held_weights, t_held = twenty_steps(hold=True)
         print("the same weights:", held_weights == through_values)
         print(f"20 steps through the Values: {t_values * 1e3:.1f} ms, held as arrays: {t_held * 1e3:.1f} ms")
+        """),
+        md("""
+        The saving is what the Values cost per step; the replay itself (its NumPy work, the
+        penalty on the tape included) is the same both ways, so the ratio depends on the model,
+        and on how busy the machine is.
         """),
         md("""
         The decision boundary: the model's score on a grid. `trace` records the model once

@@ -117,8 +117,9 @@ class Optimizer:
     """Base class: holds the parameters; ``zero_grad`` sets their ``.grad`` to 0.0.
 
     While a tape holds the parameters as arrays (:meth:`tinygrad_bp.tape.BatchObjective.hold`
-    with this optimizer), ``zero_grad`` and ``step`` work on those arrays with the same update
-    rule, one array operation per formula instead of one Python loop per parameter.
+    with this optimizer), ``zero_grad`` and ``step`` work on those arrays: each formula of the
+    update runs once on the whole array instead of in a Python loop over the parameters, with
+    the same numbers.
     """
 
     def __init__(self, params: Iterable[Value], lr: float) -> None:

@@ -218,14 +218,17 @@ class BatchObjective:
 
     @contextmanager
     def hold(self, optimizer: Optimizer | None = None) -> Iterator[HeldParameters]:
-        """Hold the model's parameters as arrays for a block of training steps: faster replays.
+        """Hold the model's parameters as arrays for a block of training steps: faster steps.
 
-        Inside the block, each call of the objective reads the parameters from the held
-        ``data`` array and adds its gradient into the held ``grad`` array, with no Python step
-        per parameter; ``optimizer`` (over ``model.parameters()``, in that order) then steps
-        the arrays with its own update rule, and its ``zero_grad`` clears them. When the block
-        ends, even by an error, the Values get the numbers back (``.data`` and ``.grad``) and
-        the optimizer its per-parameter state::
+        Without it, each call copies every parameter's ``.data`` into an array and every
+        gradient back into a ``.grad``, and the optimizer loops over the Values. Inside the
+        block the numbers stay in two float64 arrays, ``held.data`` and ``held.grad`` (every
+        parameter, in ``model.parameters()`` order): each call of the objective reads one and
+        adds into the other, and ``optimizer`` (the library's SGD or Adam, over
+        ``model.parameters()`` in that order) runs each of its usual formulas once on the whole
+        array, with the same numbers to the last bit; its ``zero_grad`` clears ``held.grad``.
+        When the block ends, even by an error, the Values get ``.data`` and ``.grad`` back and
+        the optimizer its per-parameter state (momentum, moments)::
 
             with objective.hold(optimizer):
                 for X, y in batches:
@@ -233,12 +236,20 @@ class BatchObjective:
                     objective(X, y)
                     optimizer.step()
 
-        While the block lasts the arrays are the parameters: a Value's ``.data`` is brought up
-        to date only by ``held.write_back()``, and numbers written into Values are not seen
-        (and are overwritten at the end). So a Value is held by one block at a time
-        (RuntimeError for a second), a replay that would read held Values through another
-        objective raises TapeMismatchError, and a parameter replaced in the model during the
-        block raises TapeMismatchError when it ends. Yields the :class:`HeldParameters`.
+        Without an optimizer, step the arrays yourself: ``held.zero_grad()``, the objective,
+        then for example ``held.data[:] -= lr * held.grad`` (an optimizer not given to ``hold``
+        works on the Values and does not see the arrays).
+
+        While the block lasts, the arrays are the parameters and the Values keep the numbers
+        of its start: ``model(x)`` or printing a weight sees those, and a number assigned to a
+        ``.data`` is lost; ``held.write_back()`` brings the Values up to date. Errors:
+
+        * a second hold() of any of the same Values: RuntimeError;
+        * a replay of them through another objective: TapeMismatchError;
+        * a parameter replaced in the model during the block: TapeMismatchError when it ends;
+        * an optimizer with a ``step()`` of its own (TypeError) or over other parameters (ValueError).
+
+        Yields the :class:`HeldParameters`.
         """
         if self._held is not None:
             raise RuntimeError("BatchObjective.hold: the parameters are already held")
