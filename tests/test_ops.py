@@ -44,6 +44,11 @@ CASES = {
         lambda p1, p2, t1, t2: (p1 - t1, p2 - t2, t1 - p1, t2 - p2),
     ),
     "sum": (lambda a, b, c: tg.sum([a, b, c]), (0.7, -1.0, 2.0), lambda a, b, c: (1.0, 1.0, 1.0)),
+    "binary_cross_entropy": (
+        lambda p, t: tg.losses.binary_cross_entropy(p, t),
+        (0.3, 0.8),
+        lambda p, t: ((1 - t) / (1 - p) - t / p, math.log(1 - p) - math.log(p)),
+    ),
     "linear": (
         lambda w1, w2, x1, x2, b: tg.linear([w1, w2], [x1, x2], b),
         (0.5, -0.25, 2.0, 3.0, 0.1),

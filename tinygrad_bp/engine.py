@@ -657,6 +657,13 @@ def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, 
             for p_, t_ in zip(ps, ts):
                 if t_.requires_grad:
                     t_._upstream += g * (t_._data - p_._data)
+        elif op == "binary_cross_entropy":
+            p = node._a
+            t = node._b
+            if p.requires_grad:
+                p._upstream += g * ((1.0 - t._data) * (1.0 / (1.0 - p._data) if 1.0 - p._data > FLOAT.exp(-100.0) else 0.0) - t._data * (1.0 / p._data if p._data > FLOAT.exp(-100.0) else 0.0))  # noqa: E501 - one derivative, as the table writes it
+            if t.requires_grad:
+                t._upstream += g * ((FLOAT.log(1.0 - p._data) if 1.0 - p._data > FLOAT.exp(-100.0) else -100.0) - (FLOAT.log(p._data) if p._data > FLOAT.exp(-100.0) else -100.0))  # noqa: E501 - one derivative, as the table writes it
         else:
             inputs = node.inputs
             derivatives = RULES[op].local(node._data, *[x._data for x in inputs])

@@ -472,6 +472,11 @@ def compile_expressions(
     ]
     local_body = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
     checks = domain_checks(name, domain) if backend == "float" else []
+    if backend == "array" and domain:
+        # outside the domain the result is nan, which the tape's finiteness check catches; its
+        # error then comes from the float form (a domain a formula alone would not notice)
+        inside = " and ".join(f"({condition})" for condition, _ in domain)
+        forward_body = unparse(expression(f"({forward}) if ({inside}) else nan", backend, groups))
     forward_source = [head_f, *parts_of, *checks, f"    return {forward_body}"]
     source = "\n".join([*forward_source, head_l, *parts_of, f"    return {local_body}"])
     scope: dict[str, Any] = {"_m": namespace, "_DomainError": error}

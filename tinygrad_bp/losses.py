@@ -7,13 +7,12 @@ the articles do.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Iterable, Sequence
 from typing import Union
 
 from . import value as _v
-from .value import Value, apply, as_value, constant
+from .value import Value, apply, as_value
 
 __all__ = [
     "binary_cross_entropy",
@@ -84,37 +83,18 @@ def half_sse(pred: Scalars, target: Scalars) -> Value:
     return apply("half_sse", *p, *t)
 
 
-_LOG_FLOOR = -100.0  # PyTorch's binary_cross_entropy clamps log(p) and log(1 - p) below at -100
-
-
-def _clamped_log(x: Value) -> Value:
-    """log x, clamped below at -100 as PyTorch does; where it is clamped the term is a constant."""
-    if x.data > math.exp(_LOG_FLOOR):
-        return x.log()
-    return constant(_LOG_FLOOR)
 
 
 def binary_cross_entropy(prob: Scalars, target: Scalars, reduction: str = "mean") -> Value:
     """-(t log p + (1 - t) log(1 - p)), averaged (``torch.nn.functional.binary_cross_entropy``).
 
-    As in PyTorch, each log is clamped below at -100, so a probability of
-    exactly 0 or 1 gives a finite loss (that term then passes no gradient);
-    for saturated outputs prefer :func:`binary_cross_entropy_with_logits`.
+    One node per sample, the rule ``binary_cross_entropy`` of the table. As in PyTorch, each
+    log is clamped below at -100, so a probability of exactly 0 or 1 gives a finite loss (a
+    clamped log then passes no gradient); a probability or target outside [0, 1] raises
+    DomainError. For saturated outputs prefer :func:`binary_cross_entropy_with_logits`.
     """
     p, t = _pairs("binary_cross_entropy", prob, target)
-    terms = []
-    for pi, ti in zip(p, t):
-        pv = as_value(pi)
-        tv = float(ti.data if isinstance(ti, Value) else ti)
-        if not 0.0 <= pv.data <= 1.0 or not 0.0 <= tv <= 1.0:
-            msg = f"binary_cross_entropy: prob {pv.data!r} and target {tv!r} must lie in [0, 1]"
-            raise ValueError(msg)
-        term = constant(0.0)
-        if tv != 0.0:
-            term = term - ti * _clamped_log(pv)
-        if tv != 1.0:
-            term = term - (1 - ti) * _clamped_log(1 - pv)
-        terms.append(term)
+    terms = [apply("binary_cross_entropy", as_value(pi), as_value(ti)) for pi, ti in zip(p, t)]
     return _reduce("binary_cross_entropy", terms, reduction)
 
 

@@ -103,7 +103,7 @@ class Rule:
         if "array" not in self._arrays:
             d = self.definition
             self._arrays["array"] = compile_expressions(
-                d.name, Signature(d.inputs), d.forward, d.derivatives, "array", array_namespace()
+                d.name, Signature(d.inputs), d.forward, d.derivatives, "array", array_namespace(), d.domain
             )
         forms: tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]] = self._arrays["array"]
         return forms
@@ -225,6 +225,25 @@ TABLE: tuple[Definition, ...] = (
     Definition("softplus", ("a",), "softplus(a)", ("sigmoid(a)",), methods=("softplus",)),
     Definition("sse", ("*p", "*t"), "fsum((p - t) * (p - t))", ("2.0 * (p - t)", "-2.0 * (p - t)")),
     Definition("half_sse", ("*p", "*t"), "0.5 * fsum((p - t) * (p - t))", ("p - t", "t - p")),
+    # -(t log p + (1 - t) log(1 - p)) with each log clamped below at -100, as PyTorch does: a
+    # probability of exactly 0 or 1 gives a finite loss, and a clamped log passes no gradient.
+    Definition(
+        "binary_cross_entropy",
+        ("p", "t"),
+        "-(t * (log(p) if p > exp(-100.0) else -100.0))"
+        " - (1.0 - t) * (log(1.0 - p) if 1.0 - p > exp(-100.0) else -100.0)",
+        (
+            (
+                "(1.0 - t) * (1.0 / (1.0 - p) if 1.0 - p > exp(-100.0) else 0.0)"
+                " - t * (1.0 / p if p > exp(-100.0) else 0.0)"
+            ),
+            "(log(1.0 - p) if 1.0 - p > exp(-100.0) else -100.0) - (log(p) if p > exp(-100.0) else -100.0)",
+        ),
+        domain=(
+            ("p >= 0.0 and p <= 1.0", "the probability {p!r} must lie in [0, 1]"),
+            ("t >= 0.0 and t <= 1.0", "the target {t!r} must lie in [0, 1]"),
+        ),
+    ),
 )
 
 for _definition in TABLE:

@@ -71,11 +71,10 @@ can make the structure depend on values; :func:`trace` watches for that while it
   flow, and need no guard.)
 * reading a value out of the graph: ``float(v)``, ``v.item()``, ``format(v, spec)``,
   ``v.detach()``, a ``no_grad`` block, or ``v.data`` read from outside the library's own
-  operation code (``losses.cross_entropy`` shifts by ``max(z.data)``; ``binary_cross_entropy``
-  builds different graphs for targets 0 and 1). What the number is used for is invisible, so
-  such a tape replays only when every sample is re-traced (``check="all"``) -- or, when only
-  param-dependent values were read, with at least ``check="first"``. :func:`trace` refuses a
-  weaker ``check`` at once, naming the place.
+  operation code (``losses.cross_entropy`` shifts by ``max(z.data)``). What the number is
+  used for is invisible, so such a tape replays only when every sample is re-traced
+  (``check="all"``) -- or, when only param-dependent values were read, with at least
+  ``check="first"``. :func:`trace` refuses a weaker ``check`` at once, naming the place.
 * Anything else (hidden Python state: a flag, a counter, a random draw) is caught by
   re-tracing: ``check="first"`` (the default) runs ``fn`` again with the scalar engine on the
   first sample of each replayed batch and compares the structure signature (every instruction

@@ -41,12 +41,6 @@ def _single(name: str, out: Any) -> Value:
     return o[0]
 
 
-def _bce(out: Any, t: Any) -> Value:
-    """-(t log p + (1 - t) log(1 - p)); p of exactly 0 or 1 raises DomainError (use bce_with_logits)."""
-    p = _single("bce", out)
-    return -(t * p.log() + (1.0 - t) * (1.0 - p).log())
-
-
 def _cross_entropy(out: Any, t: Any) -> Value:
     """logsumexp(z) - z . onehot, with the shift m = max(z) built from operations.
 
@@ -62,16 +56,16 @@ def _cross_entropy(out: Any, t: Any) -> Value:
 
 
 #: Per-sample losses by name: the library's own (tinygrad_bp.losses), which build the same graph for
-#: every sample. Two are written for the tape: the library's binary_cross_entropy clamps its logs
-#: and its cross_entropy shifts by the largest logit, both by reading values (which a tape would
-#: have to re-trace on every sample); here the same losses are operations only.
+#: every sample. One is written for the tape: the library's cross_entropy shifts by the largest
+#: logit, reading values (which a tape would have to re-trace on every sample); here the same
+#: loss is built from operations only.
 #: Integer class targets of a model with several outputs are one-hot encoded for
 #: ``mse``/``half_sse``/``cross_entropy``.
 LOSSES: dict[str, Callable[[Any, Any], Value]] = {
     "mse": _losses.mse_loss,  # type: ignore[dict-item]  # one prediction list: a Value
     "half_sse": _losses.half_sse,
     "hinge": _losses.hinge_loss,
-    "bce": _bce,
+    "bce": _losses.binary_cross_entropy,
     "bce_with_logits": _losses.binary_cross_entropy_with_logits,
     "cross_entropy": _cross_entropy,
 }

@@ -65,7 +65,9 @@ def to_torch(tape: Tape, dtype: Any = None) -> Any:
             raise NotImplementedError(msg)
         d = rule.definition
         signature = Signature(d.inputs)
-        forward, _ = compile_expressions(d.name, signature, d.forward, d.derivatives, "array", namespace)
+        forward, _ = compile_expressions(
+            d.name, signature, d.forward, d.derivatives, "array", namespace, d.domain
+        )
         forms.append((ins, signature, forward))
     return _module_class(torch)(tape, forms, dtype or torch.float64)
 
