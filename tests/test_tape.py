@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from tape_cases import batch_case
 
 import tinygrad_bp as tg
 from tinygrad_bp import losses
@@ -228,15 +229,7 @@ def test_generated_expressions_replay_like_the_engine():
     @settings(max_examples=80)
     @given(testing.expressions(max_leaves=3, max_ops=8), st.integers(0, 2**32 - 1), st.integers(0, 2))
     def check(expr, seed, n_params):
-        n_params = min(n_params, expr.n_leaves - 1)
-        n_in = expr.n_leaves - n_params
-        params = [Value(v) for v in expr.point[n_in:]]
-
-        def fn(x):
-            return expr.build(*x, *params)
-
-        rng = np.random.default_rng(seed)
-        X = np.vstack([expr.point[:n_in], rng.uniform(-2.0, 2.0, size=(3, n_in))])
+        fn, params, X = batch_case(expr, seed, n_params)
         outs, dparams, dinputs = scalar_reference(fn, X, params)
         result = trace(fn, X[0], params=params, check="none").replay(X, inputs=True)
         assert_close(result.outputs, outs)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tape_cases import batch_case
 
 import tinygrad_bp as tg
-from tinygrad_bp import Value
 from tinygrad_bp.losses import half_sse, mse_loss
 from tinygrad_bp.tape import trace
 from tinygrad_bp.testing import expressions
@@ -52,15 +52,7 @@ def test_one_sample_of_the_articles_network(torch):
 @settings(max_examples=60, deadline=None)
 @given(expressions(max_leaves=3, max_ops=8), st.integers(0, 2**32 - 1), st.integers(0, 2))
 def test_random_graphs_in_torch_match_the_tape(torch, expr, seed, n_params):
-    n_params = min(n_params, expr.n_leaves - 1)
-    n_in = expr.n_leaves - n_params
-    params = [Value(v) for v in expr.point[n_in:]]
-
-    def fn(x):
-        return expr.build(*x, *params)
-
-    rng = np.random.default_rng(seed)
-    X = np.vstack([expr.point[:n_in], rng.uniform(-2.0, 2.0, size=(3, n_in))])
+    fn, params, X = batch_case(expr, seed, n_params)
     tape = trace(fn, X[0], params=params, check="none")
     replay = tape.replay(X, inputs=True)
     module = tape.to_torch()

@@ -113,6 +113,17 @@ class _FloatOps:
 _FLOATS = _FloatOps()
 
 
+def _steps_held_arrays(cls: type) -> bool:
+    """True if ``cls``'s step() is one that knows held arrays: its class also defines ``_step_held``.
+
+    A subclass with a step() of its own (clipping gradients, say) works on the Values; so does one
+    with its own zero_grad().
+    """
+    owner = next(k for k in cls.__mro__ if "step" in vars(k))
+    zero_grad_owner = next(k for k in cls.__mro__ if "zero_grad" in vars(k))
+    return "_step_held" in vars(owner) and zero_grad_owner is Optimizer
+
+
 class Optimizer:
     """Base class: holds the parameters; ``zero_grad`` sets their ``.grad`` to 0.0.
 
@@ -157,13 +168,13 @@ class Optimizer:
             msg = f"{name}.hold: the parameters are already held as arrays"
             raise RuntimeError(msg)
         cls = type(self)
-        if not getattr(cls.step, "steps_held_arrays", False) or cls.zero_grad is not Optimizer.zero_grad:
+        if not _steps_held_arrays(cls):
             msg = (
                 f"{name}.hold: {name} has its own step() or zero_grad(), which work on the Values; "
                 "only SGD's and Adam's own steps know parameters held as arrays"
             )
             raise TypeError(msg)
-        if len(held.params) != len(self.params) or any(a is not b for a, b in zip(held.params, self.params)):
+        if not held.same_as(self.params):
             msg = (
                 f"{name}.hold: the held parameters ({len(held.params)}) are not this optimizer's "
                 f"{len(self.params)} parameters in its order"
@@ -398,9 +409,6 @@ def _adam_update(
     return new, m, v, v_max
 
 
-SGD.step.steps_held_arrays = True  # type: ignore[attr-defined]  # hold() asks for this mark
-
-
 class Adam(Optimizer):
     """Adam with PyTorch's bias correction (``torch.optim.Adam``, its single-tensor path).
 
@@ -517,6 +525,3 @@ class Adam(Optimizer):
         self._m, self._v, self._v_max = (
             x.tolist() for x in (self._array_m, self._array_v, self._array_v_max)
         )
-
-
-Adam.step.steps_held_arrays = True  # type: ignore[attr-defined]  # hold() asks for this mark

@@ -65,8 +65,11 @@ class _ArrayOps:
 
     @staticmethod
     def first_bad(values: np.ndarray) -> int | None:
-        """The index of the first number that is not finite, or None when all are."""
-        if np.isfinite(values).all():
+        """The index of the first number that is not finite, or None when all are.
+
+        One sum first (finite unless a term is, or it overflows); only then element by element.
+        """
+        if math.isfinite(float(values.sum())) or np.isfinite(values).all():
             return None
         return int(np.flatnonzero(~np.isfinite(values))[0])
 
@@ -101,6 +104,7 @@ class HeldParameters:
         reached = [g is not NO_GRAD for g in grads]
         uniform = all(reached) or not any(reached)
         self.reached: bool | np.ndarray = all(reached) if uniform else np.array(reached)
+        self.checked_by: weakref.WeakSet[Any] = weakref.WeakSet()  # tapes that found these their params
         _active.add(self)
 
     @property
@@ -124,13 +128,12 @@ class HeldParameters:
 
     def checked_data(self) -> np.ndarray:
         """``data``, after a check that every value is finite (ValueError naming the first that is not)."""
-        if not math.isfinite(float(self._data.sum())):
-            j = self.ops.first_bad(self._data)
-            if j is not None:
-                label = f" ({self.params[j].label!r})" if self.params[j].label else ""
-                shown = float(self._data[j])
-                msg = f"held parameter {j}{label} is {shown!r}: parameters must be finite numbers"
-                raise ValueError(msg)
+        j = self.ops.first_bad(self._data)
+        if j is not None:
+            label = f" ({self.params[j].label!r})" if self.params[j].label else ""
+            shown = float(self._data[j])
+            msg = f"held parameter {j}{label} is {shown!r}: parameters must be finite numbers"
+            raise ValueError(msg)
         return self._data
 
     def __len__(self) -> int:

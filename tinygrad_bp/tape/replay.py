@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import operator
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -420,12 +419,9 @@ class Tape:
         when the Values are held as arrays by a hold() block (their numbers are not current).
         """
         if isinstance(params, HeldParameters):
-            approved = _approved.get(params)
-            if approved is None:
-                approved = _approved[params] = weakref.WeakSet()
-            if self not in approved:
+            if self not in params.checked_by:
                 self._require_own(params.params)
-                approved.add(self)
+                params.checked_by.add(self)
             return params.checked_data()
         if params is not None:
             self._require_own(params)
@@ -686,9 +682,6 @@ class Tape:
                 adjoint[a] += adjoint[ins.out] * local
         return adjoint
 
-
-# held params -> the tapes that checked they are their own params (once each)
-_approved: weakref.WeakKeyDictionary[HeldParameters, weakref.WeakSet[Tape]] = weakref.WeakKeyDictionary()
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt,
