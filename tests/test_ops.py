@@ -11,6 +11,14 @@ import tinygrad_bp.losses
 from tinygrad_bp import Value, grad, gradcheck
 from tinygrad_bp.rules import BUILTIN
 
+
+def _cross_entropy_gradient(z: tuple[float, ...], t: tuple[float, ...]) -> tuple[float, ...]:
+    """d/dz_i = (sum t) softmax_i - t_i and d/dt_i = -log softmax_i, by the textbook formulas."""
+    total = sum(math.exp(v) for v in z)
+    softmax = [math.exp(v) / total for v in z]
+    return (*(sum(t) * s - ti for s, ti in zip(softmax, t)), *(-math.log(s) for s in softmax))
+
+
 # op name -> (function of Values, point, closed-form gradient at the point)
 CASES = {
     "+": (lambda a, b: a + b, (1.5, -2.0), lambda a, b: (1.0, 1.0)),
@@ -48,6 +56,11 @@ CASES = {
         lambda p, t: tg.losses.binary_cross_entropy(p, t),
         (0.3, 0.8),
         lambda p, t: ((1 - t) / (1 - p) - t / p, math.log(1 - p) - math.log(p)),
+    ),
+    "cross_entropy": (  # soft targets, so that d/dt is tested too: -sum_i t_i log softmax(z)_i
+        lambda z1, z2, z3, t1, t2, t3: tg.losses.cross_entropy([z1, z2, z3], [t1, t2, t3]),
+        (0.5, -1.25, 2.0, 0.2, 0.5, 0.3),
+        lambda z1, z2, z3, t1, t2, t3: _cross_entropy_gradient((z1, z2, z3), (t1, t2, t3)),
     ),
     "linear": (
         lambda w1, w2, x1, x2, b: tg.linear([w1, w2], [x1, x2], b),

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tape_cases import batch_case
 
 import tinygrad_bp as tg
-from tinygrad_bp.losses import half_sse, mse_loss
+from tinygrad_bp.losses import cross_entropy, half_sse, mse_loss
 from tinygrad_bp.tape import trace
 from tinygrad_bp.testing import expressions
 
@@ -38,6 +38,25 @@ def test_an_mlp_tape_in_torch_gives_the_tapes_outputs_and_gradients(torch, activ
     out.mean().backward()  # the tape's loss is the batch mean of its per-sample outputs
     assert close(module.params.grad.numpy(), replay.grads.params)
     assert close(x.grad.numpy(), replay.grads.inputs[0])
+
+
+def test_cross_entropy_in_torch_is_torchs_cross_entropy(torch):
+    model = tg.MLP(3, [4, 3], activation="tanh", seed=2)
+    tape = trace(lambda x, t: cross_entropy(model(x), t), [0.0] * 3, [1.0, 0.0, 0.0], params=model.parameters())
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(8, 3))
+    T = rng.dirichlet(np.ones(3), size=8)  # class probabilities, which torch's cross_entropy also takes
+    T[:3] = np.eye(3)  # and one-hot rows
+    replay = tape.replay(X, T)
+    module = tape.to_torch()
+    out = module(torch.tensor(X), torch.tensor(T))
+    assert close(out.detach().numpy(), replay.outputs)
+    out.mean().backward()
+    assert close(module.params.grad.numpy(), replay.grads.params)
+    # the same numbers as torch's own loss on the model's logits
+    z = np.array([[v.data for v in model(x)] for x in X.tolist()])
+    expected = torch.nn.functional.cross_entropy(torch.tensor(z), torch.tensor(T), reduction="none")
+    assert close(replay.outputs, expected.numpy())
 
 
 def test_one_sample_of_the_articles_network(torch):

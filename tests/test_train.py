@@ -615,13 +615,18 @@ def test_a_graph_that_changes_mid_training_falls_back_to_the_scalar_engine():
     _same_runs(lambda: Leaky(2, [3, 1], seed=2), X, y, loss="mse", epochs=3, batch_size=4, lr=0.5)
 
 
-def test_cross_entropy_refuses_soft_targets_on_both_engines():
+def test_cross_entropy_takes_class_probabilities_on_both_engines_and_refuses_a_float_class():
     pytest.importorskip("numpy")
-    X = [[0.0, 1.0], [1.0, 0.0]]
-    y = [[0.5, 0.5, 0.5], [1.0, 0.0, 0.0]]
+    X = [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]
+    soft = [[0.25, 0.5, 0.25], [1.0, 0.0, 0.0], [0.0, 0.1, 0.9]]  # as torch's cross_entropy allows
+    _same_runs(lambda: MLP(2, [3], seed=0), X, soft, loss="cross_entropy", epochs=3, batch_size=3, lr=0.5)
+    hard = [1, 0, 2]
+    _same_runs(lambda: MLP(2, [3], seed=0), X, hard, loss="cross_entropy", epochs=3, batch_size=3, lr=0.5)
     for engine in ("scalar", "auto", "tape"):
         with pytest.raises(ValueError, match="int"):
-            fit(MLP(2, [3], seed=0), X, y, loss="cross_entropy", engine=engine, epochs=1, progress=False)
+            fit(MLP(2, [3], seed=0), X, [1, 2.0, 0], loss="cross_entropy", engine=engine, epochs=1, progress=False)
+        with pytest.raises(ValueError, match="2 class probabilities for 3 logits"):
+            fit(MLP(2, [3], seed=0), X, [[0.5, 0.5]] * 3, loss="cross_entropy", engine=engine, progress=False)
 
 
 def test_fit_on_the_tape_keeps_no_model_alive():

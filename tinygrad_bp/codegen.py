@@ -24,7 +24,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from .expressions import Signature, domain_checks, expression, unpack, unparse
+from .expressions import Signature, domain_checks, expression, needed, unpack, unparse
 from .rules import TABLE, Definition
 
 __all__ = ["BEGIN", "END", "regions", "render_backward", "render_value_methods", "stale", "update"]
@@ -182,13 +182,17 @@ def _nary_recorder(d: Definition) -> list[str]:
     groups = signature.groups
     lines = [
         f"def _record_{d.name}(inputs: tuple[Value, ...]) -> Value:",
-        f'    """{d.forward} over the operands {signature.describe()}: one node (the rule "{d.name}")."""',
+        f'    """The rule "{d.name}" over the operands {signature.describe()}: one node.',
+        "",
+        *[f"    {line}" for line in [f"out = {d.forward}", *(f"{n} = {x}" for n, x in d.given)]],
+        '    """',
         "    xs = [x._data for x in inputs]",
         *unpack(signature, "xs"),
     ]
     forward = unparse(expression(d.forward, "float", groups, namespace="FLOAT"))
     lines += [
         "    try:",
+        *_given(d, [d.forward], " " * 8),
         f"        out = {forward}",
         "    except (ArithmeticError, ValueError) as error:",
         f"        raise _failed({_q(d.name)}, xs, error) from None",
@@ -197,6 +201,12 @@ def _nary_recorder(d: Definition) -> list[str]:
         f"    return _node(out, {_q(d.name)}, inputs)",
     ]
     return lines
+
+
+def _given(d: Definition, sources: list[str] | tuple[str, ...], indent: str) -> list[str]:
+    """Lines computing the row's given numbers that ``sources`` need, from the groups' floats."""
+    groups = Signature(d.inputs).groups
+    return [f"{indent}{name} = {_float_expression(text, groups)}" for name, text in needed(d.given, sources)]
 
 
 def render_recorders() -> str:
@@ -270,6 +280,9 @@ def _group_branch(d: Definition) -> list[str]:
         if not is_group:
             names[name] = name + "s"
     loop = ", ".join(elements) + ("," if len(elements) == 1 else "")
+    if d.given:  # numbers from whole groups, computed once before the loops: each group's floats first
+        lines += [f"        {g} = [x._data for x in {g}s]" for g in groups]
+        lines += _given(d, d.derivatives, " " * 8)
     # One loop per group, in the order of the operands: a Value that appears in two groups gets its
     # shares in the reference pass's order, so the sums agree to the last bit.
     for name, is_group, derivative in zip(signature.names, signature.is_group, d.derivatives):

@@ -664,6 +664,22 @@ def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, 
                 p._upstream += g * ((1.0 - t._data) * (1.0 / (1.0 - p._data) if 1.0 - p._data > FLOAT.exp(-100.0) else 0.0) - t._data * (1.0 / p._data if p._data > FLOAT.exp(-100.0) else 0.0))  # noqa: E501 - one derivative, as the table writes it
             if t.requires_grad:
                 t._upstream += g * ((FLOAT.log(1.0 - p._data) if 1.0 - p._data > FLOAT.exp(-100.0) else -100.0) - (FLOAT.log(p._data) if p._data > FLOAT.exp(-100.0) else -100.0))  # noqa: E501 - one derivative, as the table writes it
+        elif op == "cross_entropy":
+            inputs = node._b if node._a is None else node.inputs
+            n = (len(inputs)) // 2
+            zs = inputs[0:n]
+            ts = inputs[n:n + n]
+            z = [x._data for x in zs]
+            t = [x._data for x in ts]
+            m = FLOAT.fmax(z)
+            s = FLOAT.fsum([FLOAT.exp(z_ - m) for z_, t_ in zip(z, t)])
+            t_total = FLOAT.fsum(t)
+            for z_, t_ in zip(zs, ts):
+                if z_.requires_grad:
+                    z_._upstream += g * (t_total * FLOAT.exp(z_._data - m) / s - t_._data)
+            for z_, t_ in zip(zs, ts):
+                if t_.requires_grad:
+                    t_._upstream += g * (FLOAT.log(s) + (m - z_._data))
         else:
             inputs = node.inputs
             derivatives = RULES[op].local(node._data, *[x._data for x in inputs])

@@ -20,9 +20,13 @@ This module turns such an expression into a function for:
   the shapes allow.
 
 An input written ``*x`` is a group of any length (``sum``'s terms, the weights
-of ``linear``). In a forward expression a group appears only inside ``fsum``;
-a derivative with respect to a group is written for one element and holds
-for each (``d(w . x + b)/dw_i = x_i`` is ``"x"``).
+of ``linear``). In a forward expression a group appears only inside a
+reduction, ``fsum`` (its sum) or ``fmax`` (its largest element); a derivative
+with respect to a group is written for one element and holds for each
+(``d(w . x + b)/dw_i = x_i`` is ``"x"``). A row may name intermediate
+values (``given``: ``m = fmax(z)``), computed once, before its forward and
+its derivatives; a reduction inside an element's expression is written as
+such a name, so that it is computed once per node, not once per element.
 
 The functions an expression may call are the same in every backend:
 :data:`FUNCTIONS`.
@@ -42,7 +46,11 @@ from typing import Any
 __all__ = ["FLOAT", "FUNCTIONS", "GENERIC", "Signature", "array_namespace", "compile_expressions"]
 
 # The functions an expression may call, and constants it may name: each backend provides them all.
-FUNCTIONS = ("abs", "exp", "log", "sqrt", "tanh", "sin", "cos", "sigmoid", "softplus", "fsum", "is_integer")
+FUNCTIONS = (
+    "abs", "exp", "log", "sqrt", "tanh", "sin", "cos", "sigmoid", "softplus", "fsum", "fmax", "is_integer",
+)  # fmt: skip
+# The functions over a whole group (one number from all its elements).
+REDUCTIONS = ("fsum", "fmax")
 CONSTANTS = ("inf", "nan")
 
 
@@ -91,6 +99,7 @@ FLOAT = backend(
     sigmoid=_sigmoid,
     softplus=_softplus,
     fsum=math.fsum,
+    fmax=max,
     is_integer=float.is_integer,
     **_OPERATORS_BY_NAME,
 )
@@ -114,10 +123,24 @@ def _data(x: Any) -> Any:
     return x if isinstance(x, (float, int)) else x.data
 
 
+def _generic_fsum(terms: Sequence[Any]) -> Any:
+    """math.fsum of floats (exactly rounded); a recorded sum when a term is a Value."""
+    terms = list(terms)
+    if all(isinstance(t, (float, int)) for t in terms):
+        return math.fsum(terms)
+    return sum(terms[1:], terms[0])
+
+
+def _generic_fmax(terms: Sequence[Any]) -> float:
+    """The largest number among floats or Values: a plain float (a shift the result does not depend on)."""
+    return float(max(_data(t) for t in terms))
+
+
 GENERIC = types.SimpleNamespace(
     **{name: _generic(name) for name in (*ELEMENTARY, "sigmoid", "softplus")},
     abs=abs,
-    fsum=math.fsum,
+    fsum=_generic_fsum,
+    fmax=_generic_fmax,
     is_integer=lambda x: float(_data(x)).is_integer(),
     inf=math.inf,
     nan=math.nan,
@@ -148,13 +171,23 @@ def array_namespace() -> types.SimpleNamespace:
             """The sum over a group: axis 1 of a (k, n, batch) array."""
             return terms.sum(axis=1)
 
+        def fmax(terms: Any) -> Any:
+            """The largest element of a group: axis 1 of a (k, n, batch) array."""
+            return terms.max(axis=1)
+
+        def spread(x: Any) -> Any:
+            """A (k, batch) number per node beside a (k, n, batch) group: (k, 1, batch)."""
+            return x[:, None] if getattr(x, "ndim", 0) >= 2 else x
+
         def dot(w: Any, x: Any) -> Any:
             """fsum(w * x) over a group: one matrix product when w is one row per node and x is shared."""
             if w.shape[-1] == 1 and x.shape[0] == 1 and w.ndim == x.ndim == 3:
                 return w[:, :, 0] @ x[0]
             return (w * x).sum(axis=1)
 
-        _ARRAY = array_backend(np, sigmoid=sigmoid, softplus=softplus, fsum=fsum, dot=dot)
+        _ARRAY = array_backend(
+            np, sigmoid=sigmoid, softplus=softplus, fsum=fsum, fmax=fmax, spread=spread, dot=dot
+        )
     return _ARRAY
 
 
@@ -284,6 +317,56 @@ class _Elementwise(ast.NodeTransformer):
         return node
 
 
+def _is_reduction(node: ast.AST, names: Sequence[str] = REDUCTIONS) -> bool:
+    """True for a call ``_m.fsum(...)`` (or another of ``names``) of the backend namespace."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.attr in names
+    )
+
+
+class _Spread(ast.NodeTransformer):
+    """Array backend: a number per node used beside a group is spread over the group's axis.
+
+    A group is a (k, n, batch) array and a reduction of one a (k, batch) array; in ``z - m``
+    with ``m = fmax(z)`` the second becomes ``spread(m)``, (k, 1, batch), so that it broadcasts
+    over the group's elements as it does element by element in the scalar backends.
+    """
+
+    def __init__(self, groups: Sequence[str]) -> None:
+        self.groups = set(groups)
+
+    def is_group(self, node: ast.AST) -> bool:
+        """True when ``node`` (already transformed) holds one number per element of a group."""
+        if isinstance(node, ast.Name):
+            return node.id in self.groups
+        if _is_reduction(node, (*REDUCTIONS, "dot")):
+            return False
+        return any(self.is_group(child) for child in ast.iter_child_nodes(node))
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        super().generic_visit(node)
+        if _is_reduction(node, (*REDUCTIONS, "dot")) or not isinstance(node, ast.expr):
+            return node
+        if not self.is_group(node):
+            return node
+        for field, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                setattr(node, field, [self._spread(v) for v in value])
+            else:
+                setattr(node, field, self._spread(value))
+        return node
+
+    def _spread(self, child: Any) -> Any:
+        if not isinstance(child, ast.expr) or isinstance(child, ast.Constant) or self.is_group(child):
+            return child
+        if isinstance(child, ast.Attribute) and isinstance(child.value, ast.Name) and child.value.id == "_m":
+            return child  # a function of the namespace, or inf / nan
+        return ast.copy_location(_call("spread", [child]), child)
+
+
 _OPERATORS = {ast.Mult: "mul", ast.Add: "add", ast.Sub: "sub"}
 
 
@@ -301,9 +384,8 @@ class _Elements(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
         func = node.func
-        if not (
-            isinstance(func, ast.Attribute) and func.attr == "fsum" and len(node.args) == 1 and self.groups
-        ):
+        is_reduction = isinstance(func, ast.Attribute) and func.attr in REDUCTIONS
+        if not (is_reduction and len(node.args) == 1 and self.groups):
             return node
         term = node.args[0]
         if isinstance(term, ast.Name) and term.id in self.groups:
@@ -325,11 +407,14 @@ class _Elements(ast.NodeTransformer):
 
 
 def _element(tree: ast.expr, groups: Sequence[str]) -> ast.expr:
-    """``tree`` with each group name ``x`` replaced by its element name ``x_``."""
+    """``tree`` with each group name ``x`` replaced by its element name ``x_`` (not inside a reduction)."""
 
     class Rename(ast.NodeTransformer):
         def visit_Name(self, node: ast.Name) -> ast.AST:
             return ast.Name(node.id + "_", node.ctx) if node.id in groups else node
+
+        def visit_Call(self, node: ast.Call) -> ast.AST:
+            return node if _is_reduction(node) else self.generic_visit(node)
 
     renamed: ast.expr = Rename().visit(tree)
     return renamed
@@ -355,7 +440,7 @@ def expression(
     if backend == "generic":
         tree = _CompareNumbers().visit(tree)
     if backend == "array":
-        tree = _Elementwise(groups).visit(tree)
+        tree = _Spread(groups).visit(_Elementwise(groups).visit(tree))
     else:
         tree = _Elements(groups, namespace).visit(tree)
         if element:
@@ -385,6 +470,40 @@ def check_names(source: str, allowed: Sequence[str], where: str) -> None:
             f"it may use {sorted(allowed)} and {FUNCTIONS}"
         )
         raise ValueError(msg)
+
+
+def check_scalar(source: str, groups: Sequence[str], where: str) -> None:
+    """ValueError naming ``where`` if ``source`` uses a group outside a reduction (fsum, fmax)."""
+
+    class Outside(ast.NodeVisitor):
+        def __init__(self) -> None:
+            self.found: set[str] = set()
+
+        def visit_Call(self, node: ast.Call) -> None:
+            is_reduction = isinstance(node.func, ast.Name) and node.func.id in REDUCTIONS
+            if not is_reduction:
+                self.generic_visit(node)
+
+        def visit_Name(self, node: ast.Name) -> None:
+            if node.id in groups:
+                self.found.add(node.id)
+
+    visitor = Outside()
+    visitor.visit(_parse(source))
+    if visitor.found:
+        msg = f"{where}: {source!r} uses the group(s) {sorted(visitor.found)} outside fsum or fmax"
+        raise ValueError(msg)
+
+
+def needed(given: Sequence[tuple[str, str]], sources: Sequence[str]) -> list[tuple[str, str]]:
+    """The ``given`` pairs that ``sources`` use, directly or through another given, in order."""
+    used = set().union(*(_names(_parse(text)) for text in sources))
+    keep = []
+    for name, text in reversed(given):
+        if name in used:
+            keep.append((name, text))
+            used |= _names(_parse(text))
+    return keep[::-1]
 
 
 # --- compiling functions -----------------------------------------------------------------------
@@ -452,12 +571,16 @@ def compile_expressions(
     namespace: Any,
     domain: Sequence[tuple[str, str]] = (),
     error: type[Exception] = ValueError,
+    *,
+    given: Sequence[tuple[str, str]] = (),
 ) -> tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]]:
     """``(forward(*xs), local(out, *xs))`` of one operation for one backend.
 
     Scalar backends take the flat operand list; the array backend takes one
     array per named part (a group's array has the elements on axis 1). The
     float forward raises ``error`` where a condition of ``domain`` fails.
+    ``given`` are ``(name, expression)`` pairs, computed in order before the
+    forward and the derivatives, which may use them.
     """
     groups = signature.groups
     if backend == "array":
@@ -477,8 +600,14 @@ def compile_expressions(
         # error then comes from the float form (a domain a formula alone would not notice)
         inside = " and ".join(f"({condition})" for condition, _ in domain)
         forward_body = unparse(expression(f"({forward}) if ({inside}) else nan", backend, groups))
-    forward_source = [head_f, *parts_of, *checks, f"    return {forward_body}"]
-    source = "\n".join([*forward_source, head_l, *parts_of, f"    return {local_body}"])
+
+    def bindings(*sources: str) -> list[str]:
+        pairs = needed(given, sources)
+        return [f"    {name} = {unparse(expression(text, backend, groups))}" for name, text in pairs]
+
+    forward_source = [head_f, *parts_of, *checks, *bindings(forward), f"    return {forward_body}"]
+    local_source = [head_l, *parts_of, *bindings(*derivatives), f"    return {local_body}"]
+    source = "\n".join([*forward_source, *local_source])
     scope: dict[str, Any] = {"_m": namespace, "_DomainError": error}
     exec(compile(source, f"<rule {name!r}, {backend}>", "exec"), scope)  # noqa: S102 - the table's own text
     return scope["forward"], scope["local"]

@@ -113,33 +113,41 @@ def binary_cross_entropy_with_logits(logit: Scalars, target: Scalars, reduction:
     return _reduce("binary_cross_entropy_with_logits", terms, reduction)
 
 
-# e^x is exactly 0.0 in float64 below about -745.13.
-_EXP_UNDERFLOW = -746.0
+def cross_entropy(logits: Sequence[Scalar], target_index: int | Sequence[Scalar]) -> Value:
+    """-log softmax(z)_t, stable for logits of any size (``torch.nn.functional.cross_entropy``).
 
-
-def cross_entropy(logits: Sequence[Scalar], target_index: int) -> Value:
-    """-log softmax(z)_t = log sum_i e^(z_i - m) + (m - z_t), stable for logits of any size.
-
-    m = max z is a constant (the result does not depend on it, so neither does
-    the gradient). Adding (m - z_t) last keeps the digits that logsumexp(z) - z_t
-    would cancel away (logits of 1e16 give log 2, not 0), and a term with
-    z_i - m below -746, whose e^(z_i - m) is exactly 0.0, enters as 0 * z_i, so
-    no difference of two huge logits overflows.
+    ``target_index`` is the class (an int), or, as PyTorch allows, one probability per class
+    (a one-hot row, or soft labels): then the loss is -sum_i t_i log softmax(z)_i. One node,
+    the rule ``cross_entropy`` of the table, whose d/dz_i = softmax(z)_i - t_i shows directly.
+    It is computed as log sum_i e^(z_i - m) + (m - z_t) with m = max z: no e^x overflows,
+    logits of 1e16 give log 2 (not 0), and a class far below m adds nothing, so no
+    difference of two huge logits overflows.
     """
     z = [as_value(x) for x in logits]
     if not z:
         msg = "cross_entropy: logits are empty"
         raise ValueError(msg)
-    valid = isinstance(target_index, numbers.Integral) and not isinstance(target_index, bool)
-    if not valid or not 0 <= int(target_index) < len(z):
-        msg = f"cross_entropy: target_index must be an int in [0, {len(z)}), got {target_index!r}"
+    return apply("cross_entropy", *z, *_class_probabilities(target_index, len(z)))
+
+
+def _class_probabilities(target: int | Sequence[Scalar], classes: int) -> list[Scalar]:
+    """The target as one probability per class: a class index becomes a one-hot row."""
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        if not 0 <= int(target) < classes:
+            msg = f"cross_entropy: target_index must be an int in [0, {classes}), got {target!r}"
+            raise ValueError(msg)
+        return [1.0 if i == int(target) else 0.0 for i in range(classes)]
+    if isinstance(target, (Value, numbers.Real, str, bytes)) or not isinstance(target, Iterable):
+        msg = (
+            f"cross_entropy: target_index must be an int in [0, {classes}) or {classes} class "
+            f"probabilities, got {target!r}"
+        )
+        raise ValueError(msg)  # noqa: TRY004 - every bad target is a ValueError, as an index out of range is
+    probabilities = list(target)
+    if len(probabilities) != classes:
+        msg = f"cross_entropy: {len(probabilities)} class probabilities for {classes} logits"
         raise ValueError(msg)
-    target_index = int(target_index)  # a NumPy integer label works too
-    m = max(x.data for x in z)
-    # e^(z_i - m) is exactly 0.0 far below m; such a logit enters as 0 * z_i (its gradient, softmax_i,
-    # is 0), so that z_i - m cannot overflow.
-    terms = [(x - m).exp() if x.data - m > _EXP_UNDERFLOW else x * 0.0 for x in z]
-    return _v.sum(terms).log() + (m - z[target_index])
+    return probabilities
 
 
 def hinge_loss(scores: Scalars, labels: Scalars, reduction: str = "mean") -> Value:

@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DomainError
-from .expressions import FLOAT, GENERIC, Signature, array_namespace, check_names, compile_expressions
+from .expressions import (
+    FLOAT,
+    GENERIC,
+    Signature,
+    array_namespace,
+    check_names,
+    check_scalar,
+    compile_expressions,
+)
 
 __all__ = ["BUILTIN", "RULES", "TABLE", "Definition", "Rule", "register"]
 
@@ -43,7 +51,9 @@ class Definition:
 
     ``inputs`` are names; ``*x`` is a group of any length. A derivative with
     respect to a group is written for one element (``d(w . x + b)/dw_i = x_i``
-    is ``"x"``).
+    is ``"x"``). ``given`` names numbers computed once per node from whole
+    groups (``("m", "fmax(z)")``), in order; the forward and the derivatives
+    may use them.
     """
 
     name: str
@@ -52,6 +62,7 @@ class Definition:
     derivatives: tuple[str, ...]
     domain: tuple[tuple[str, str], ...] = ()
     methods: tuple[str, ...] = ()
+    given: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         where = f"rule {self.name!r}"
@@ -59,9 +70,18 @@ class Definition:
             msg = f"{where}: {len(self.derivatives)} derivatives for {len(self.inputs)} inputs"
             raise ValueError(msg)
         names = [n.lstrip("*") for n in self.inputs]
-        check_names(self.forward, names, where)
+        groups = [n.lstrip("*") for n in self.inputs if n.startswith("*")]
+        known = list(names)
+        for name, text in self.given:
+            if not name.isidentifier() or name in [*known, "out"]:
+                msg = f"{where}: the given name {name!r} is not a new identifier"
+                raise ValueError(msg)
+            check_names(text, known, where)
+            check_scalar(text, groups, f"{where}, given {name}")
+            known.append(name)
+        check_names(self.forward, known, where)
         for d in self.derivatives:
-            check_names(d, [*names, "out"], where)
+            check_names(d, [*known, "out"], where)
         for condition, _ in self.domain:
             check_names(condition, names, where)
 
@@ -103,7 +123,14 @@ class Rule:
         if "array" not in self._arrays:
             d = self.definition
             self._arrays["array"] = compile_expressions(
-                d.name, Signature(d.inputs), d.forward, d.derivatives, "array", array_namespace(), d.domain
+                d.name,
+                Signature(d.inputs),
+                d.forward,
+                d.derivatives,
+                "array",
+                array_namespace(),
+                d.domain,
+                given=d.given,
             )
         forms: tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]] = self._arrays["array"]
         return forms
@@ -118,7 +145,8 @@ def formula(definition: Definition) -> str:
         for group in (n.lstrip("*") for n in definition.inputs if n.startswith("*")):
             shown = _subscript(shown, group)
         derivatives.append(f"d out/d{name} = {shown}")
-    return ", ".join(derivatives)
+    given = "".join(f"; {name} = {text}" for name, text in definition.given)
+    return ", ".join(derivatives) + given
 
 
 def _subscript(text: str, group: str) -> str:
@@ -140,9 +168,16 @@ def compile_rule(definition: Definition) -> Rule:
         FLOAT,
         definition.domain,
         DomainError,
+        given=definition.given,
     )
     _, local = compile_expressions(
-        definition.name, signature, definition.forward, definition.derivatives, "generic", GENERIC
+        definition.name,
+        signature,
+        definition.forward,
+        definition.derivatives,
+        "generic",
+        GENERIC,
+        given=definition.given,
     )
     return Rule(definition.name, signature.arity, forward, local, formula(definition), definition)
 
@@ -243,6 +278,17 @@ TABLE: tuple[Definition, ...] = (
             ("p >= 0.0 and p <= 1.0", "the probability {p!r} must lie in [0, 1]"),
             ("t >= 0.0 and t <= 1.0", "the target {t!r} must lie in [0, 1]"),
         ),
+    ),
+    # -sum_i t_i log softmax(z)_i for logits z and class probabilities t (one-hot: -log softmax(z)_k),
+    # shifted by m = max z: e^(z_i - m) <= 1 never overflows, and log(s) + (m - z_i) keeps the
+    # digits that (log(s) + m) - z_i would cancel. A class with t_i = 0 adds nothing, so a logit
+    # far below m cannot overflow m - z_i. d/dz_i = (sum_j t_j) softmax(z)_i - t_i.
+    Definition(
+        "cross_entropy",
+        ("*z", "*t"),
+        "fsum(t * (log(s) + (m - z)) if t != 0.0 else 0.0)",
+        ("t_total * exp(z - m) / s - t", "log(s) + (m - z)"),
+        given=(("m", "fmax(z)"), ("s", "fsum(exp(z - m))"), ("t_total", "fsum(t)")),
     ),
 )
 

@@ -216,7 +216,8 @@ OBJECTIVES: dict[str, Objective] = {
     "bce_with_logits": Objective(
         _scalar_only("binary_cross_entropy_with_logits", _losses.binary_cross_entropy_with_logits), _logit
     ),
-    # logsumexp(z) - z_t for logits z and a class index t
+    # logsumexp(z) - z_t for logits z and a class index t (or -sum_i t_i log softmax(z)_i for class
+    # probabilities t)
     "cross_entropy": Objective(_cross_entropy, _argmax_of),
 }
 
@@ -377,11 +378,20 @@ def _forget_tapes(model: Any) -> None:
 
 
 def _check_class_targets(objective: Objective, y: Sequence[Any]) -> None:
-    """cross_entropy takes class indices only, on the tape as on the scalar engine."""
+    """cross_entropy takes an int class or a row of class probabilities, on the tape as on the scalar engine.
+
+    (A float such as 2.0 is refused by the loss itself; the tape, which sees targets as an
+    array of floats, would take it for class 2.)
+    """
     if _LOSS_NAMES.get(objective.loss) == "cross_entropy":
         for t in y:
+            if isinstance(t, (list, tuple)) or (hasattr(t, "__array__") and getattr(t, "ndim", 0) == 1):
+                continue  # class probabilities: the loss checks their number
             if isinstance(t, bool) or not isinstance(t, numbers.Integral):
-                raise ValueError(f"cross_entropy: target_index must be an int class index, got {t!r}")
+                raise ValueError(
+                    f"cross_entropy: target_index must be an int class index or a row of class "
+                    f"probabilities, got {t!r}"
+                )
 
 
 def _replay_batch(

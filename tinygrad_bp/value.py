@@ -1389,7 +1389,10 @@ def linear(weights: Sequence[Operand], inputs: Sequence[Operand], bias: Operand 
 
 # --- generated from the rule table by scripts/generate.py (tinygrad_bp/codegen.py): do not edit ---
 def _record_linear(inputs: tuple[Value, ...]) -> Value:
-    """fsum(w * x) + b over the operands (*w, *x, b): one node (the rule "linear")."""
+    """The rule "linear" over the operands (*w, *x, b): one node.
+
+    out = fsum(w * x) + b
+    """
     xs = [x._data for x in inputs]
     n = (len(xs) - 1) // 2
     w = xs[0:n]
@@ -1405,7 +1408,10 @@ def _record_linear(inputs: tuple[Value, ...]) -> Value:
 
 
 def _record_sum(inputs: tuple[Value, ...]) -> Value:
-    """fsum(x) over the operands (*x): one node (the rule "sum")."""
+    """The rule "sum" over the operands (*x): one node.
+
+    out = fsum(x)
+    """
     xs = [x._data for x in inputs]
     n = len(xs)
     x = xs[0:n]
@@ -1419,7 +1425,10 @@ def _record_sum(inputs: tuple[Value, ...]) -> Value:
 
 
 def _record_sse(inputs: tuple[Value, ...]) -> Value:
-    """fsum((p - t) * (p - t)) over the operands (*p, *t): one node (the rule "sse")."""
+    """The rule "sse" over the operands (*p, *t): one node.
+
+    out = fsum((p - t) * (p - t))
+    """
     xs = [x._data for x in inputs]
     n = (len(xs)) // 2
     p = xs[0:n]
@@ -1434,7 +1443,10 @@ def _record_sse(inputs: tuple[Value, ...]) -> Value:
 
 
 def _record_half_sse(inputs: tuple[Value, ...]) -> Value:
-    """0.5 * fsum((p - t) * (p - t)) over the operands (*p, *t): one node (the rule "half_sse")."""
+    """The rule "half_sse" over the operands (*p, *t): one node.
+
+    out = 0.5 * fsum((p - t) * (p - t))
+    """
     xs = [x._data for x in inputs]
     n = (len(xs)) // 2
     p = xs[0:n]
@@ -1446,4 +1458,27 @@ def _record_half_sse(inputs: tuple[Value, ...]) -> Value:
     if not _NEG_INF < out < _INF:
         raise _overflow("half_sse", xs)
     return _node(out, "half_sse", inputs)
+
+
+def _record_cross_entropy(inputs: tuple[Value, ...]) -> Value:
+    """The rule "cross_entropy" over the operands (*z, *t): one node.
+
+    out = fsum(t * (log(s) + (m - z)) if t != 0.0 else 0.0)
+    m = fmax(z)
+    s = fsum(exp(z - m))
+    t_total = fsum(t)
+    """
+    xs = [x._data for x in inputs]
+    n = (len(xs)) // 2
+    z = xs[0:n]
+    t = xs[n:n + n]
+    try:
+        m = FLOAT.fmax(z)
+        s = FLOAT.fsum([FLOAT.exp(z_ - m) for z_, t_ in zip(z, t)])
+        out = FLOAT.fsum([t_ * (FLOAT.log(s) + (m - z_)) if t_ != 0.0 else 0.0 for z_, t_ in zip(z, t)])
+    except (ArithmeticError, ValueError) as error:
+        raise _failed("cross_entropy", xs, error) from None
+    if not _NEG_INF < out < _INF:
+        raise _overflow("cross_entropy", xs)
+    return _node(out, "cross_entropy", inputs)
 # --- end of generated code ---

@@ -71,7 +71,7 @@ can make the structure depend on values; :func:`trace` watches for that while it
   flow, and need no guard.)
 * reading a value out of the graph: ``float(v)``, ``v.item()``, ``format(v, spec)``,
   ``v.detach()``, a ``no_grad`` block, or ``v.data`` read from outside the library's own
-  operation code (``losses.cross_entropy`` shifts by ``max(z.data)``). What the number is
+  operation code (a loss written to shift by ``max(z.data)``, say). What the number is
   used for is invisible, so such a tape replays only when every sample is re-traced
   (``check="all"``) -- or, when only param-dependent values were read, with at least
   ``check="first"``. :func:`trace` refuses a weaker ``check`` at once, naming the place.

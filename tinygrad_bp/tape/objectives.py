@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tinygrad_bp import losses as _losses
 from tinygrad_bp.errors import TapeMismatchError
-from tinygrad_bp.value import Value, apply, linear, no_grad
+from tinygrad_bp.value import Value, no_grad
 
 try:
     import numpy as np
@@ -41,33 +41,17 @@ def _single(name: str, out: Any) -> Value:
     return o[0]
 
 
-def _cross_entropy(out: Any, t: Any) -> Value:
-    """logsumexp(z) - z . onehot, with the shift m = max(z) built from operations.
-
-    m = z_1 + relu(z_2 - m_1) + ... (exact max up to rounding) keeps every e^(z - m) <= ~1; the
-    gradient through m cancels (d/dm [m + log sum e^(z-m)] = 1 - sum softmax = 0).
-    """
-    z, onehot = _as_list(out), _as_list(t)
-    m = z[0]
-    for zi in z[1:]:
-        m = m + (zi - m).relu()
-    total = apply("sum", *[(zi - m).exp() for zi in z])
-    return m + total.log() - linear(onehot, z, 0.0)
-
-
-#: Per-sample losses by name: the library's own (tinygrad_bp.losses), which build the same graph for
-#: every sample. One is written for the tape: the library's cross_entropy shifts by the largest
-#: logit, reading values (which a tape would have to re-trace on every sample); here the same
-#: loss is built from operations only.
-#: Integer class targets of a model with several outputs are one-hot encoded for
-#: ``mse``/``half_sse``/``cross_entropy``.
+#: Per-sample losses by name: the library's own (tinygrad_bp.losses), the same functions the
+#: scalar engine trains with; each builds the same graph for every sample, so one trace serves
+#: every batch. Integer class targets of a model with several outputs are one-hot encoded for
+#: ``mse``/``half_sse``/``cross_entropy`` (cross_entropy takes the one-hot row as class probabilities).
 LOSSES: dict[str, Callable[[Any, Any], Value]] = {
     "mse": _losses.mse_loss,  # type: ignore[dict-item]  # one prediction list: a Value
     "half_sse": _losses.half_sse,
     "hinge": _losses.hinge_loss,
     "bce": _losses.binary_cross_entropy,
     "bce_with_logits": _losses.binary_cross_entropy_with_logits,
-    "cross_entropy": _cross_entropy,
+    "cross_entropy": _losses.cross_entropy,
 }
 
 

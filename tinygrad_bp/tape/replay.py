@@ -412,8 +412,8 @@ class Tape:
 
     # --- replay internals -----------------------------------------------------------------------
 
-    def _check_params(self, params: Sequence[Value] | HeldParameters | None) -> np.ndarray | None:
-        """The values of held params (checked once per tape), None to read them from the Values.
+    def _check_params(self, params: Sequence[Value] | HeldParameters | None) -> HeldParameters | None:
+        """Held params (whose Values are checked once per tape), None to read them from the Values.
 
         Params given as a list must be the tape's own; TapeMismatchError otherwise, and also
         when the Values are held as arrays by a hold() block (their numbers are not current).
@@ -422,7 +422,7 @@ class Tape:
             if self not in params.checked_by:
                 self._require_own(params.params)
                 params.checked_by.add(self)
-            return params.checked_data()
+            return params
         if params is not None:
             self._require_own(params)
         if _held_elsewhere(self._param_ids):
@@ -443,7 +443,8 @@ class Tape:
         """The replay's arguments as one (n_inputs, batch) array, or TapeMismatchError."""
         arrays, batched, n = self._arguments(args)
         x = np.empty((self._graph.n_inputs, n))
-        self._fill(arrays, x)
+        with np.errstate(all="ignore"):  # the check's sum may overflow: it then looks element by element
+            self._fill(arrays, x)
         return _Batch(batched, n, x)
 
     def _arguments(self, args: Sequence[ArrayLike]) -> tuple[list[np.ndarray], bool, int]:
@@ -472,38 +473,53 @@ class Tape:
             )
 
     def _forward(
-        self, args: Sequence[ArrayLike], check: Check | None, held: np.ndarray | None, *, reuse: bool
+        self, args: Sequence[ArrayLike], check: Check | None, held: HeldParameters | None, *, reuse: bool
     ) -> _Forward:
         """Run the kernels forward.
 
-        ``held``: the params' values (else they are read from the Values); ``reuse``: run in
-        this thread's scratch arrays (the caller copies out what it keeps).
+        ``held``: the params held as arrays (else they are read from the Values); ``reuse``: run
+        in this thread's scratch arrays (the caller copies out what it keeps). The finiteness
+        checks run where NumPy's warnings are off: their first sum may overflow (it then looks
+        element by element), which is no reason to warn.
         """
         arrays, batched, n = self._arguments(args)
         mode = _check_mode(self.check if check is None else check, self)
-        plan, g = self._plan, self._graph
+        plan = self._plan
         scratch = self._workspace.get(n, plan.n_v, plan.n_u) if reuse else None
         stores = scratch.stores if scratch else Stores([np.zeros((plan.n_v, n)), np.zeros((plan.n_u, 1))])
-        x = stores[_V][: g.n_inputs]
-        self._fill(arrays, x)  # the inputs go straight into their rows
+        with np.errstate(all="ignore"):
+            self._load(stores, arrays, held)
+            if mode == "none":
+                saved = self._run_kernels(stores)
+        if mode != "none":  # fn runs with the caller's NumPy settings
+            self._retrace(stores[_V][: self._graph.n_inputs], n if mode == "all" else 1)
+            with np.errstate(all="ignore"):
+                saved = self._run_kernels(stores)
+        state = _Forward(stores, saved, batched, n, scratch)
+        self._check_guards(state)
+        return state
+
+    def _load(self, stores: Stores, arrays: list[np.ndarray], held: HeldParameters | None) -> None:
+        """Write the leaves into their rows: the inputs, the params' values and the constants'."""
+        g = self._graph
+        self._fill(arrays, stores[_V][: g.n_inputs])  # the inputs go straight into their rows
         n_p = len(g.params)
         n_c = len(g.constants)
         if held is None:
             stores[_U][:n_p, 0] = np.fromiter(map(_DATA, g.params), dtype=float, count=n_p)
         else:
-            stores[_U][:n_p, 0] = held
+            stores[_U][:n_p, 0] = held.checked_data()
         stores[_U][n_p : n_p + n_c, 0] = np.fromiter(map(_DATA, g.constants), dtype=float, count=n_c)
-        if mode != "none":
-            self._retrace(x, n if mode == "all" else 1)
-        with np.errstate(all="ignore"):
-            saved = [k.forward(stores) for k in plan.kernels]
-        # the leaves are finite (inputs checked above, params and constants by construction)
+
+    def _run_kernels(self, stores: Stores) -> list[Any]:
+        """Every kernel forward; the error of the first operation that left its domain or overflowed."""
+        g = self._graph
+        saved = [k.forward(stores) for k in self._plan.kernels]
+        # the leaves are finite (inputs checked first, params and constants by construction)
         computed = (stores[_V][g.n_inputs :], stores[_U][g.n_leaves - g.n_inputs :])
         if not _all_finite(*computed):
             raise self._forward_error(stores)
-        state = _Forward(stores, saved, batched, n, scratch)
-        self._check_guards(state)
-        return state
+        return saved
 
     def _values(self, state: _Forward, node: int) -> np.ndarray:
         """One node's value per sample, shape (batch,)."""
@@ -521,11 +537,12 @@ class Tape:
         out = g.outputs[0]
         self._row(grads, out)[:] += seeds if plan.store[out] == _V else seeds.sum()
         mode = int(inputs)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # (the check's sum may overflow: it then looks element by element)
             for kernel, saved in zip(reversed(plan.kernels), reversed(state.saved)):
                 if kernel.active[mode]:
                     kernel.backward(state.stores, grads, saved, mode)
-        if not _all_finite(grads[_V][0 if inputs else g.n_inputs :], grads[_U]):
+            finite = _all_finite(grads[_V][0 if inputs else g.n_inputs :], grads[_U])
+        if not finite:
             if not inputs:
                 grads[_V][: g.n_inputs].fill(0.0)  # rows this pass left alone: not the culprit
             raise self._backward_error(state, grads)

@@ -46,11 +46,19 @@ def _torch_namespace(torch: Any) -> types.SimpleNamespace:
     def fsum(terms: Any) -> Any:
         return terms.sum(dim=1)
 
+    def fmax(terms: Any) -> Any:
+        return terms.amax(dim=1)
+
+    def spread(x: Any) -> Any:
+        return x[:, None] if getattr(x, "ndim", 0) >= 2 else x
+
     def dot(w: Any, x: Any) -> Any:
         return (w * x).sum(dim=1)
 
     softplus = torch.nn.functional.softplus
-    return array_backend(torch, sigmoid=torch.sigmoid, softplus=softplus, fsum=fsum, dot=dot)
+    return array_backend(
+        torch, sigmoid=torch.sigmoid, softplus=softplus, fsum=fsum, fmax=fmax, spread=spread, dot=dot
+    )
 
 
 def to_torch(tape: Tape, dtype: Any = None) -> Any:
@@ -66,7 +74,7 @@ def to_torch(tape: Tape, dtype: Any = None) -> Any:
         d = rule.definition
         signature = Signature(d.inputs)
         forward, _ = compile_expressions(
-            d.name, signature, d.forward, d.derivatives, "array", namespace, d.domain
+            d.name, signature, d.forward, d.derivatives, "array", namespace, d.domain, given=d.given
         )
         forms.append((ins, signature, forward))
     return _module_class(torch)(tape, forms, dtype or torch.float64)
