@@ -227,15 +227,33 @@ def test_cross_entropy_is_stable_for_huge_logits(torch, z):
         assert abs(sum(g)) < 1e-12  # softmax - one_hot sums to zero
 
 
+def test_cross_entropy_second_derivatives_match_torch(torch):
+    """create_graph=True records the row's derivative (softmax - t) as a graph: its Hessian is torch's."""
+    z, t = [0.5, -1.25, 2.0], [0.2, 0.5, 0.3]
+    zv = values(z)
+    first = grad(cross_entropy(zv, t), zv, create_graph=True)
+    hessian = [grad(d, zv, allow_unused=True) for d in first]
+    tz = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(tz[None, :], torch.tensor([t], dtype=torch.float64))
+    (g,) = torch.autograd.grad(loss, tz, create_graph=True)
+    expected = [torch.autograd.grad(g[i], tz, retain_graph=True)[0].tolist() for i in range(3)]
+    assert allclose([x.data for x in first], g.tolist(), abs_=1e-15)
+    for row, want in zip(hessian, expected):
+        assert allclose(row, want, abs_=1e-15)
+
+
 def test_cross_entropy_accepts_numbers_and_checks_the_target():
     assert close(cross_entropy([0.0, 0.0], 1).data, math.log(2))
     np = pytest.importorskip("numpy")
     assert close(cross_entropy([0.0, 0.0], np.int64(1)).data, math.log(2))  # a label read from an array
     with pytest.raises(ValueError, match="empty"):
         cross_entropy([], 0)
-    for bad in (2, -1, 1.0, True, None):
+    for bad in (2, -1, 1.0, True, None, "1"):
         with pytest.raises(ValueError, match="target_index must be an int in"):
             cross_entropy([0.0, 1.0], bad)
+    with pytest.raises(ValueError, match="3 class probabilities for 2 logits"):
+        cross_entropy([0.0, 1.0], [0.2, 0.3, 0.5])
+    assert close(cross_entropy([0.0, 0.0], [0.5, 0.5]).data, math.log(2))  # class probabilities, as torch
 
 
 # --- hinge loss and the L2 penalty -----------------------------------------------------

@@ -172,6 +172,27 @@ def test_a_new_row_compiles_to_a_working_rule():
     assert "d out/da = 3.0 * a * a" in rule.formula
 
 
+def test_given_numbers_are_computed_once_per_node_and_checked():
+    """A row may name numbers from whole groups; an element's expression uses them by name."""
+    row = Definition(
+        "softmax_weighted_test_row",
+        ("*z",),
+        "fsum(exp(z - m)) / s",  # = 1
+        ("exp(z - m) / s - exp(z - m) / s",),
+        given=(("m", "fmax(z)"), ("s", "fsum(exp(z - m))")),
+    )
+    rule = compile_rule(row)
+    assert rule.forward(1.0, 2.0, 3.0) == pytest.approx(1.0)
+    assert rule.local(1.0, 1.0, 2.0, 3.0) == (0.0, 0.0, 0.0)
+    assert "m = fmax(z)" in rule.formula
+    with pytest.raises(ValueError, match="outside fsum or fmax"):
+        Definition("bad", ("*z",), "m", ("1.0",), given=(("m", "z + 1.0"),))
+    with pytest.raises(ValueError, match="not a new identifier"):
+        Definition("bad", ("*z",), "fsum(z)", ("1.0",), given=(("z", "fmax(z)"),))
+    with pytest.raises(ValueError, match="unknown names"):
+        Definition("bad", ("*z",), "fsum(z)", ("1.0",), given=(("m", "fmax(w)"),))
+
+
 def test_a_row_with_an_unknown_name_is_refused():
     with pytest.raises(ValueError, match="unknown names"):
         Definition("bad", ("a",), "a * c", ("c",))
