@@ -450,14 +450,22 @@ def test_train_digits_script_runs_and_learns(capsys):
 
 
 def _run_fit(engine, loss, X, y, nouts, **kwargs):
-    model = MLP(len(X[0]), nouts, activation="tanh", seed=3)
+    out = "sigmoid" if loss == "bce" else "linear"  # bce takes a probability
+    model = MLP(len(X[0]), nouts, activation="tanh", output_activation=out, seed=3)
     history = fit(model, X, y, loss=loss, engine=engine, progress=False, seed=5, **kwargs)
     return history, [p.data for p in model.parameters()]
 
 
 @pytest.mark.parametrize(
     ("loss", "nouts", "labels"),
-    [("hinge", [8, 1], "sign"), ("mse", [6, 1], "bit"), ("cross_entropy", [6, 3], "class")],
+    [
+        ("hinge", [8, 1], "sign"),
+        ("mse", [6, 1], "bit"),
+        ("half_sse", [6, 1], "bit"),
+        ("bce", [6, 1], "bit"),  # a row of the table, so the tape replays it too
+        ("bce_with_logits", [6, 1], "bit"),
+        ("cross_entropy", [6, 3], "class"),
+    ],
 )
 def test_tape_engine_trains_exactly_like_the_scalar_engine(loss, nouts, labels):
     pytest.importorskip("numpy")

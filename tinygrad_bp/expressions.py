@@ -278,6 +278,11 @@ def _call(name: str, args: list[ast.expr]) -> ast.Call:
     return ast.Call(ast.Attribute(ast.Name("_m", ast.Load()), name, ast.Load()), args, [])
 
 
+def _constant(node: ast.expr) -> Any:
+    """The value of a literal, None for any other expression."""
+    return node.value if isinstance(node, ast.Constant) else None
+
+
 class _Elementwise(ast.NodeTransformer):
     """Array backend: branches and logic become elementwise (``x if c else y`` -> ``where(c, x, y)``)."""
 
@@ -285,7 +290,14 @@ class _Elementwise(ast.NodeTransformer):
         self.groups = set(groups)
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+        """``x if c else y`` -> ``where(c, x, y)``; ``1.0 if c else 0.0`` is the mask ``c`` itself.
+
+        (A mask of booleans multiplies as 1.0 and 0.0 do, to the bit, without building them.)
+        """
         self.generic_visit(node)
+        is_mask = _constant(node.body) == 1.0 and _constant(node.orelse) == 0.0
+        if is_mask and isinstance(node.test, ast.Compare):
+            return node.test
         return ast.copy_location(_call("where", [node.test, node.body, node.orelse]), node)
 
     def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:

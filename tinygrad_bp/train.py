@@ -197,28 +197,34 @@ class Objective(NamedTuple):
     ``output`` is what the model returns for one sample: a Value, or a list
     of Values. ``predict`` gives the class that ``accuracy`` compares with the
     target's class (the target itself, or the argmax of a one-hot list).
+    ``name``, for the built-in objectives, is the loss's name in
+    :data:`tinygrad_bp.tape.LOSSES`: the same library function, which the tape
+    replays on whole batches.
     """
 
     loss: Callable[[Output, Any], Value]
     predict: Callable[[Output], Any] | None
+    name: str | None = None
 
 
 OBJECTIVES: dict[str, Objective] = {
     # 1/n sum_k (o_k - t_k)^2; int targets of a vector output are one-hot encoded
-    "mse": Objective(_squared(_losses.mse_loss), _threshold),
+    "mse": Objective(_squared(_losses.mse_loss), _threshold, "mse"),
     # 1/2 sum_k (o_k - t_k)^2, the articles' error E
-    "half_sse": Objective(_squared(_losses.half_sse), _threshold),
+    "half_sse": Objective(_squared(_losses.half_sse), _threshold, "half_sse"),
     # relu(1 - y s) for y in {-1, +1}
-    "hinge": Objective(_scalar_only("hinge_loss", _losses.hinge_loss), _sign),
+    "hinge": Objective(_scalar_only("hinge_loss", _losses.hinge_loss), _sign, "hinge"),
     # -(t log p + (1 - t) log(1 - p)) for a probability p
-    "bce": Objective(_scalar_only("binary_cross_entropy", _losses.binary_cross_entropy), _threshold),
+    "bce": Objective(_scalar_only("binary_cross_entropy", _losses.binary_cross_entropy), _threshold, "bce"),
     # softplus(z) - t z for a logit z
     "bce_with_logits": Objective(
-        _scalar_only("binary_cross_entropy_with_logits", _losses.binary_cross_entropy_with_logits), _logit
+        _scalar_only("binary_cross_entropy_with_logits", _losses.binary_cross_entropy_with_logits),
+        _logit,
+        "bce_with_logits",
     ),
     # logsumexp(z) - z_t for logits z and a class index t (or -sum_i t_i log softmax(z)_i for class
     # probabilities t)
-    "cross_entropy": Objective(_cross_entropy, _argmax_of),
+    "cross_entropy": Objective(_cross_entropy, _argmax_of, "cross_entropy"),
 }
 
 
@@ -226,13 +232,13 @@ def _objective(
     loss: str | Callable[[Output, Any], Value] | Objective, predict: Callable[[Output], Any] | None
 ) -> Objective:
     if isinstance(loss, Objective):
-        return loss if predict is None else Objective(loss.loss, predict)
+        return loss if predict is None else loss._replace(predict=predict)
     if isinstance(loss, str):
         if loss not in OBJECTIVES:
             known = ", ".join(repr(k) for k in OBJECTIVES)
             raise ValueError(f"unknown loss {loss!r}; choose one of {known} or pass a function")
         objective = OBJECTIVES[loss]
-        return objective if predict is None else Objective(objective.loss, predict)
+        return objective if predict is None else objective._replace(predict=predict)
     if callable(loss):
         return Objective(loss, predict)
     raise ValueError(
@@ -333,12 +339,6 @@ def _array_predictions(predict: Callable[[Output], Any], outputs: Any) -> list[A
         return [predict(row[0] if single else row) for row in rows]
 
 
-# Built-in losses the tape replays through its own version of them (operations only). Not "bce":
-# it clamps its logs at -100 by value, as PyTorch does, which a tape cannot record; it trains on
-# the scalar engine.
-_LOSS_NAMES: dict[Callable[..., Value], str] = {
-    obj.loss: name for name, obj in OBJECTIVES.items() if name != "bce"
-}
 _tape_objectives: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
 
 
@@ -352,7 +352,7 @@ def _tape_check(model: Any, objective: Objective) -> Literal["none", "first", "a
     evaluated afresh by the scalar engine for every batch.)
     """
     own_model = type(model) in (MLP, Layer, Neuron, Network)
-    own_loss = objective.loss in _LOSS_NAMES
+    own_loss = objective.name is not None
     return "none" if own_model and own_loss else "first"
 
 
@@ -364,7 +364,7 @@ def _tape_objective(model: Any, objective: Objective) -> Any:
     if objective.loss not in cache:
         if len(cache) >= 4:
             cache.pop(next(iter(cache)))
-        loss = _LOSS_NAMES.get(objective.loss, objective.loss)
+        loss = objective.loss if objective.name is None else objective.name
         cache[objective.loss] = BatchObjective(model, loss, check=_tape_check(model, objective))
     return cache[objective.loss]
 
@@ -383,7 +383,7 @@ def _check_class_targets(objective: Objective, y: Sequence[Any]) -> None:
     (A float such as 2.0 is refused by the loss itself; the tape, which sees targets as an
     array of floats, would take it for class 2.)
     """
-    if _LOSS_NAMES.get(objective.loss) == "cross_entropy":
+    if objective.name == "cross_entropy":
         for t in y:
             if isinstance(t, (list, tuple)) or (hasattr(t, "__array__") and getattr(t, "ndim", 0) == 1):
                 continue  # class probabilities: the loss checks their number

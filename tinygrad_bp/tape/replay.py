@@ -185,6 +185,7 @@ class Tape:
         self.check = _check_mode(check, self)
         self._last: _Forward | None = None
         self._workspace = _Workspace()
+        self._aux_rows = _consecutive_rows(self._plan, graph.outputs[1:])
         sizes = [math.prod(s) for s in self._shapes]
         self._offsets = tuple(int(sum(sizes[:i])) for i in range(len(sizes) + 1))
         if self._offsets[-1] != graph.n_inputs:
@@ -344,6 +345,9 @@ class Tape:
         return table if self._last.batched else table[0]
 
     def _aux(self, state: _Forward) -> np.ndarray:
+        """The aux outputs, (batch, m): one copy of their rows when they lie together (a layer's outputs)."""
+        if self._aux_rows is not None:
+            return state.stores[_V][self._aux_rows].T.copy()
         rows = [self._values(state, node) for node in self._graph.outputs[1:]]
         return np.array(rows).T if rows else np.empty((state.batch, 0))
 
@@ -706,6 +710,16 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
+
+
+def _consecutive_rows(plan: _Plan, nodes: Sequence[int]) -> slice | None:
+    """The value store's rows of ``nodes`` as one slice, when they are consecutive per-sample rows."""
+    if not nodes or any(plan.store[node] != _V for node in nodes):
+        return None
+    rows = [int(plan.row[node]) for node in nodes]
+    if rows != list(range(rows[0], rows[0] + len(rows))):
+        return None
+    return slice(rows[0], rows[0] + len(rows))
 
 
 def _all_finite(*arrays: np.ndarray) -> bool:
