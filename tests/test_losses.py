@@ -242,6 +242,26 @@ def test_cross_entropy_second_derivatives_match_torch(torch):
         assert allclose(row, want, abs_=1e-15)
 
 
+def test_cross_entropy_second_derivatives_at_logits_that_span_more_than_the_float_range():
+    # z_0 - z_1 overflows: the row never computes it (not even for Values, with create_graph), and
+    # computes no derivative for the constant target (which would be m - z_1, too large)
+    z = [Value(1e308), Value(-1e308)]
+    first = grad(cross_entropy(z, 0), z, create_graph=True)
+    assert [d.data for d in first] == [0.0, 0.0]
+    assert grad(first[0], z, materialize_grads=True) == [0.0, 0.0]
+
+
+def test_cross_entropy_targets_are_a_class_or_a_sequence_of_numbers():
+    np = pytest.importorskip("numpy")
+    assert close(cross_entropy([0.0, 1.0], np.array(1)).data, math.log1p(math.exp(-1.0)))  # a 0-d array
+    assert close(cross_entropy([0.0, 1.0], np.array([0.0, 1.0])).data, math.log1p(math.exp(-1.0)))
+    for bad in ({0: 1.0, 1: 0.0}, {0.0, 1.0}, [True, False], iter([0.0, 1.0]), [None, 1.0], ["a", 1.0]):
+        with pytest.raises(ValueError, match="cross_entropy"):
+            cross_entropy([0.0, 1.0], bad)
+    with pytest.raises(ValueError, match="one number or Value per class"):
+        cross_entropy(Value(1.0), 0)
+
+
 def test_cross_entropy_accepts_numbers_and_checks_the_target():
     assert close(cross_entropy([0.0, 0.0], 1).data, math.log(2))
     np = pytest.importorskip("numpy")

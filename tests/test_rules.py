@@ -193,6 +193,44 @@ def test_given_numbers_are_computed_once_per_node_and_checked():
         Definition("bad", ("*z",), "fsum(z)", ("1.0",), given=(("m", "fmax(w)"),))
 
 
+def test_array_forms_of_made_up_rows_agree_with_their_float_forms():
+    """Masks inside arithmetic, a group's derivative that is one number per node, a single input beside a group."""
+    np = pytest.importorskip("numpy")
+    rows = [
+        Definition("stairs_test", ("a",), "a", ("(1.0 if a > 0.0 else 0.0) + (1.0 if a > 1.0 else 0.0)",)),
+        Definition("expstep_test", ("a",), "a", ("exp(1.0 if a > 0.0 else 0.0)",)),
+        Definition("sign_test", ("a",), "a", ("(1.0 if a > 0.0 else 0.0) - (1.0 if a < 0.0 else 0.0)",)),
+        Definition("gonly_test", ("*x",), "k * fsum(x)", ("k",), given=(("k", "fsum(x * x)"),)),
+        Definition("single_test", ("b", "*x"), "c * fsum(x)", ("2.0 * b * fsum(x)", "c"), given=(("c", "b * b"),)),
+    ]
+    rng = np.random.default_rng(3)
+    for row in rows:
+        rule = compile_rule(row)
+        forward, local = rule.array()
+        signature = rule.signature
+        k, n, batch = 2, 3, 4
+        parts = [rng.uniform(-2, 2, (k, n, batch) if g else (k, batch)) for g in signature.is_group]
+        outs = forward(*parts)
+        derivatives = local(outs, *parts)
+        for node, b in itertools.product(range(k), range(batch)):
+            flat = []
+            for part, is_group in zip(parts, signature.is_group):
+                flat += list(part[node, :, b]) if is_group else [part[node, b]]
+            expected = rule.local(rule.forward(*flat), *flat)
+            got = []
+            for d_part, is_group in zip(derivatives, signature.is_group):
+                shape = (k, n, batch) if is_group else (k, batch)
+                arr = np.broadcast_to(np.asarray(d_part, dtype=float), shape)
+                got += list(arr[node, :, b]) if is_group else [arr[node, b]]
+            assert got == pytest.approx(expected, rel=1e-13), row.name
+
+
+def test_a_given_name_must_be_new_and_plain():
+    for name in ("x_", "_m", "exp", "nan", "inf", "fsum", "lambda", "out", "x"):
+        with pytest.raises(ValueError, match="not a new identifier"):
+            Definition("bad", ("*x",), "fsum(x)", ("1.0",), given=((name, "fmax(x)"),))
+
+
 def test_a_row_with_an_unknown_name_is_refused():
     with pytest.raises(ValueError, match="unknown names"):
         Definition("bad", ("a",), "a * c", ("c",))

@@ -614,6 +614,12 @@ def test_a_tape_keeps_cross_entropys_digits_at_huge_logits(logits, target):
         assert replay.grads.inputs[0].tolist() == [[x.grad for x in z]]
 
 
+def test_a_batch_loss_too_large_for_a_float_is_an_error_not_inf():
+    tape = trace(lambda x: x * 1e308, 1.0, check="none")
+    with pytest.raises(OperationOverflowError, match="too large for a float"):
+        tape.replay(np.array([1.5, 1.5]), reduction="sum")
+
+
 def test_a_parameter_read_needs_at_least_check_first():
     w = Value(1.0)
 

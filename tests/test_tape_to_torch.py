@@ -40,6 +40,10 @@ def test_an_mlp_tape_in_torch_gives_the_tapes_outputs_and_gradients(torch, activ
     assert close(x.grad.numpy(), replay.grads.inputs[0])
 
 
+def _logits(model, X):
+    return np.array([[v.data for v in model(x)] for x in X.tolist()])
+
+
 def test_cross_entropy_in_torch_is_torchs_cross_entropy(torch):
     model = tg.MLP(3, [4, 3], activation="tanh", seed=2)
     tape = trace(lambda x, t: cross_entropy(model(x), t), [0.0] * 3, [1.0, 0.0, 0.0], params=model.parameters())
@@ -53,8 +57,11 @@ def test_cross_entropy_in_torch_is_torchs_cross_entropy(torch):
     assert close(out.detach().numpy(), replay.outputs)
     out.mean().backward()
     assert close(module.params.grad.numpy(), replay.grads.params)
+    x, t = torch.tensor(X), torch.tensor(T, requires_grad=True)
+    module(x, t).sum().backward()  # d/dt_i = -log softmax(z)_i, also where t_i = 0
+    assert close(t.grad.numpy(), -torch.log_softmax(torch.tensor(_logits(model, X)), dim=1).numpy())
     # the same numbers as torch's own loss on the model's logits
-    z = np.array([[v.data for v in model(x)] for x in X.tolist()])
+    z = _logits(model, X)
     expected = torch.nn.functional.cross_entropy(torch.tensor(z), torch.tensor(T), reduction="none")
     assert close(replay.outputs, expected.numpy())
 

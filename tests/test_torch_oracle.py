@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 
 import tinygrad_bp as tg
 from tinygrad_bp.testing import ALL_OPS, expressions, upstream_gradients
@@ -120,9 +120,27 @@ def engine_hessian(expr):
     return [g.data for g in first], [tg.grad(g, leaves, materialize_grads=True) for g in first]
 
 
+def _power_at_exponent_zero(expr):
+    """A ``**`` node whose exponent is exactly 0, where torch's second derivative is not the true one.
+
+    torch's pow backward is ``where(exponent == 0, 0, grad * exponent * base ** (exponent - 1))``:
+    correct itself, but it has no derivative with respect to the exponent there. For
+    ``(sigmoid(x) + 0.3) ** x`` at x = 0 the true d2/dx2 is ln(0.8)^2 + 2 * 0.25 / 0.8 = 0.6748
+    (what the engine gives); torch gives 0.3623, one of the two a'/a terms short.
+    """
+    values = expr.node_values()
+    for step in expr.steps:
+        if step.op == "**":
+            exponent = step.args[1]
+            if (values[exponent] if isinstance(exponent, int) else exponent) == 0.0:
+                return True
+    return False
+
+
 @settings(max_examples=40)
 @given(expressions(max_leaves=3, max_ops=6))
 def test_second_derivatives_match_torch(torch, expr):
+    assume(not _power_at_exponent_zero(expr))
     first, hessian = engine_hessian(expr)
     t_first, t_hessian = torch_hessian(torch, expr)
     scale = 1.0 + max(abs(g) for g in t_first)
@@ -130,6 +148,13 @@ def test_second_derivatives_match_torch(torch, expr):
     for row, t_row in zip(hessian, t_hessian):
         row_scale = 1.0 + max(abs(h) for h in t_row)
         assert all(close(a, b, row_scale) for a, b in zip(row, t_row)), (row, t_row)
+
+
+def test_the_engine_has_the_true_second_derivative_where_torchs_pow_has_none():
+    x = tg.Value(0.0)
+    first = tg.grad((x.sigmoid() + 0.3) ** x, [x], create_graph=True)[0]
+    (second,) = tg.grad(first, [x])
+    assert second == pytest.approx(math.log(0.8) ** 2 + 2 * 0.25 / 0.8, rel=1e-14)
 
 
 @pytest.mark.parametrize("op", ALL_OPS)

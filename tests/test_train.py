@@ -637,6 +637,26 @@ def test_cross_entropy_takes_class_probabilities_on_both_engines_and_refuses_a_f
             fit(MLP(2, [3], seed=0), X, [[0.5, 0.5]] * 3, loss="cross_entropy", engine=engine, progress=False)
 
 
+def test_class_probability_rows_as_an_array_give_one_accuracy_per_epoch():
+    np = pytest.importorskip("numpy")
+    X = np.random.default_rng(0).normal(size=(12, 3))
+    rows = np.eye(3)[[0, 1, 2] * 4]
+    for engine in ("scalar", "tape"):
+        history = fit(MLP(3, [4, 3], seed=1), X, rows, loss="cross_entropy", engine=engine, progress=False)
+        assert all(isinstance(a, float) for a in history["accuracy"]), history["accuracy"]
+        as_lists = fit(MLP(3, [4, 3], seed=1), X, rows.tolist(), loss="cross_entropy", engine=engine, progress=False)
+        assert history["accuracy"] == as_lists["accuracy"]
+
+
+def test_mixed_class_and_row_targets_are_one_clear_error_on_the_tape():
+    pytest.importorskip("numpy")
+    X = [[0.0, 1.0], [1.0, 0.0]]
+    with pytest.raises(ValueError, match="all classes or all rows"):
+        fit(MLP(2, [3], seed=0), X, [1, [0.0, 1.0, 0.0]], loss="cross_entropy", engine="tape", progress=False)
+    with pytest.raises(ValueError, match="one number or Value per class"):
+        fit(MLP(2, [1], seed=0), X, [0, 0], loss="cross_entropy", engine="tape", progress=False)
+
+
 def test_fit_on_the_tape_keeps_no_model_alive():
     """The tapes fit records live on the model: a dropped model is freed (issue 12: 30 fits leaked 1.8 MB)."""
     pytest.importorskip("numpy")

@@ -368,9 +368,19 @@ def _run_recording(root: Value, seed: Any) -> None:
 
 
 def _local_values(node: Value) -> tuple[Any, ...]:
-    """The local derivatives of ``node`` as Values with graphs of their own (create_graph)."""
+    """The local derivatives of ``node`` as Values with graphs of their own (create_graph).
+
+    Only those of inputs that need a gradient are computed (a table row's ``local`` takes
+    ``needs``, one flag per input name); the others are 0.0.
+    """
+    rule = RULES[node.op]
+    inputs = node.inputs
     try:
-        return RULES[node.op].local(node, *node.inputs)
+        if rule.definition is None:  # a custom rule: its own local, for every input
+            return rule.local(node, *inputs)
+        spans = rule.signature.spans(len(inputs))
+        needs = [any(x.requires_grad for x in inputs[lo:hi]) for lo, hi in spans]
+        return rule.local(node, *inputs, needs=needs)
     except (ArithmeticError, ValueError) as error:
         raise _not_differentiable(node, error) from None
 
@@ -612,9 +622,9 @@ def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, 
             a = node._a
             b = node._b
             if a.requires_grad:
-                a._upstream += g * (b._data * a._data ** (b._data - 1.0) if a._data != 0.0 or b._data >= 1.0 else 0.0 if b._data == 0.0 else FLOAT.inf)  # noqa: E501 - one derivative, as the table writes it
+                a._upstream += g * (b._data * a._data ** (b._data - 1.0) if a._data != 0.0 or b._data >= 1.0 else 0.0 if b._data == 0.0 else FLOAT.inf)  # noqa: E501 - one expression, as the table writes it
             if b.requires_grad:
-                b._upstream += g * (node._data * FLOAT.log(a._data) if a._data > 0.0 else 0.0 if a._data == 0.0 else FLOAT.nan)  # noqa: E501 - one derivative, as the table writes it
+                b._upstream += g * (node._data * FLOAT.log(a._data) if a._data > 0.0 else 0.0 if a._data == 0.0 else FLOAT.nan)  # noqa: E501 - one expression, as the table writes it
         elif op == "sqrt":
             a = node._a
             if a.requires_grad:
@@ -661,9 +671,9 @@ def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, 
             p = node._a
             t = node._b
             if p.requires_grad:
-                p._upstream += g * ((1.0 - t._data) * (1.0 / (1.0 - p._data) if 1.0 - p._data > FLOAT.exp(-100.0) else 0.0) - t._data * (1.0 / p._data if p._data > FLOAT.exp(-100.0) else 0.0))  # noqa: E501 - one derivative, as the table writes it
+                p._upstream += g * ((1.0 - t._data) * (1.0 / (1.0 - p._data) if 1.0 - p._data > FLOAT.exp(-100.0) else 0.0) - t._data * (1.0 / p._data if p._data > FLOAT.exp(-100.0) else 0.0))  # noqa: E501 - one expression, as the table writes it
             if t.requires_grad:
-                t._upstream += g * ((FLOAT.log(1.0 - p._data) if 1.0 - p._data > FLOAT.exp(-100.0) else -100.0) - (FLOAT.log(p._data) if p._data > FLOAT.exp(-100.0) else -100.0))  # noqa: E501 - one derivative, as the table writes it
+                t._upstream += g * ((FLOAT.log(1.0 - p._data) if 1.0 - p._data > FLOAT.exp(-100.0) else -100.0) - (FLOAT.log(p._data) if p._data > FLOAT.exp(-100.0) else -100.0))  # noqa: E501 - one expression, as the table writes it
         elif op == "cross_entropy":
             inputs = node._b if node._a is None else node.inputs
             n = (len(inputs)) // 2
@@ -672,11 +682,11 @@ def _run_fast(order: list[Value], seed: float) -> None:  # noqa: C901, PLR0912, 
             z = [x._data for x in zs]
             t = [x._data for x in ts]
             m = FLOAT.fmax(z)
-            s = FLOAT.fsum([FLOAT.exp(z_ - m) for z_, t_ in zip(z, t)])
+            s = FLOAT.fsum([FLOAT.exp(z_ - m) if z_ - m > -746.0 else 0.0 for z_, t_ in zip(z, t)])
             t_total = FLOAT.fsum(t)
             for z_, t_ in zip(zs, ts):
                 if z_.requires_grad:
-                    z_._upstream += g * (t_total * FLOAT.exp(z_._data - m) / s - t_._data)
+                    z_._upstream += g * (t_total * FLOAT.exp(z_._data - m) / s - t_._data if z_._data - m > -746.0 else 0.0 - t_._data)  # noqa: E501 - one expression, as the table writes it
             for z_, t_ in zip(zs, ts):
                 if t_.requires_grad:
                     t_._upstream += g * (FLOAT.log(s) + (m - z_._data))

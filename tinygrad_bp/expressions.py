@@ -27,6 +27,9 @@ with respect to a group is written for one element and holds for each
 values (``given``: ``m = fmax(z)``), computed once, before its forward and
 its derivatives; a reduction inside an element's expression is written as
 such a name, so that it is computed once per node, not once per element.
+``fmax`` is a shift, not an operation: for Values it gives a plain number (no
+gradient flows through it), so a row uses it only where its result does not
+depend on it.
 
 The functions an expression may call are the same in every backend:
 :data:`FUNCTIONS`.
@@ -259,19 +262,23 @@ class _Qualify(ast.NodeTransformer):
 
 
 class _CompareNumbers(ast.NodeTransformer):
-    """Generic backend: every operand of a comparison is read as a number (``_m.data(a) == 0.0``)."""
+    """Generic backend: a comparison reads numbers (``_m.data(a) == 0.0``), each name's own.
+
+    Reading every name's number (not each side's) also means that ``z - m > -746.0`` is
+    float arithmetic, recording nothing and never failing: for Values, ``z - m`` itself
+    would raise where it overflows.
+    """
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
-        self.generic_visit(node)
+        class Numbers(ast.NodeTransformer):
+            def visit_Name(self, name: ast.Name) -> ast.AST:
+                if name.id == "_m":  # the namespace of the functions
+                    return name
+                data = ast.Attribute(ast.Name("_m", ast.Load()), "data", ast.Load())
+                return ast.copy_location(ast.Call(data, [name], []), name)
 
-        def data(e: ast.expr) -> ast.expr:
-            if isinstance(e, ast.Constant):
-                return e
-            return ast.Call(ast.Attribute(ast.Name("_m", ast.Load()), "data", ast.Load()), [e], [])
-
-        return ast.copy_location(
-            ast.Compare(data(node.left), node.ops, [data(c) for c in node.comparators]), node
-        )
+        numbers: ast.AST = Numbers().visit(node)
+        return numbers
 
 
 def _call(name: str, args: list[ast.expr]) -> ast.Call:
@@ -290,14 +297,7 @@ class _Elementwise(ast.NodeTransformer):
         self.groups = set(groups)
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
-        """``x if c else y`` -> ``where(c, x, y)``; ``1.0 if c else 0.0`` is the mask ``c`` itself.
-
-        (A mask of booleans multiplies as 1.0 and 0.0 do, to the bit, without building them.)
-        """
         self.generic_visit(node)
-        is_mask = _constant(node.body) == 1.0 and _constant(node.orelse) == 0.0
-        if is_mask and isinstance(node.test, ast.Compare):
-            return node.test
         return ast.copy_location(_call("where", [node.test, node.body, node.orelse]), node)
 
     def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
@@ -553,11 +553,44 @@ def unpack(signature: Signature, source: str = "xs", indent: str = "    ", suffi
 def _derivative_source(source: str, is_group: bool, signature: Signature, backend: str) -> str:
     """A derivative with respect to one input: one expression, or a list over a group's elements."""
     groups = signature.groups
-    if backend == "array" or not is_group:
+    if backend == "array":
+        return unparse(_array_derivative(source, is_group, groups))
+    if not is_group:
         return unparse(expression(source, backend, groups))
     element = unparse(expression(source, backend, groups, element=True))
     loop = ", ".join(g + "_" for g in groups)
     return f"*[{element} for {loop}{',' if len(groups) == 1 else ''} in zip({', '.join(groups)})]"
+
+
+def _mask_test(tree: ast.expr) -> ast.expr | None:
+    """The comparison ``c`` of ``1.0 if c else 0.0``; None for any other expression."""
+    if not isinstance(tree, ast.IfExp) or not isinstance(tree.test, ast.Compare):
+        return None
+    return tree.test if _constant(tree.body) == 1.0 and _constant(tree.orelse) == 0.0 else None
+
+
+def _array_derivative(source: str, is_group: bool, groups: Sequence[str]) -> ast.expr:
+    """A derivative's array form, as the kernels multiply it into the upstream gradient.
+
+    The whole derivative ``1.0 if c else 0.0`` (relu's) is the mask ``c`` itself: booleans
+    multiply as 1.0 and 0.0 do, to the bit, without building them. A derivative with respect to a
+    group that is one number per node (a given, a single input) is spread over the group's axis.
+    """
+    test = _mask_test(_parse(source))
+    if test is not None:
+        return expression(ast.unparse(test), "array", groups)
+    transformed = expression(source, "array", groups)
+    if is_group and not isinstance(transformed, ast.Constant) and not _Spread(groups).is_group(transformed):
+        transformed = ast.fix_missing_locations(_call("spread", [transformed]))
+    return transformed
+
+
+def _only_if_needed(part: str, k: int) -> str:
+    """A derivative's source, computed only when ``needs`` (None: all) asks for input name ``k``."""
+    wanted = f"needs is None or needs[{k}]"
+    if part.startswith("*"):  # a group: a list over its n elements
+        return f"*(({part[1:]}) if {wanted} else [0.0] * n)"
+    return f"(({part}) if {wanted} else 0.0)"
 
 
 def domain_checks(
@@ -592,7 +625,10 @@ def compile_expressions(
     array per named part (a group's array has the elements on axis 1). The
     float forward raises ``error`` where a condition of ``domain`` fails.
     ``given`` are ``(name, expression)`` pairs, computed in order before the
-    forward and the derivatives, which may use them.
+    forward and the derivatives, which may use them. The generic ``local``
+    takes ``needs``, one flag per input name: a part not needed is 0.0 and not
+    computed (a backward pass with ``create_graph`` records no derivative for
+    a constant, which might overflow where nothing needs it).
     """
     groups = signature.groups
     if backend == "array":
@@ -605,6 +641,9 @@ def compile_expressions(
         _derivative_source(d, is_group, signature, backend)
         for d, is_group in zip(derivatives, signature.is_group)
     ]
+    if backend == "generic":
+        head_l = "def local(out, *xs, needs=None):"
+        parts = [_only_if_needed(part, k) for k, part in enumerate(parts)]
     local_body = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
     checks = domain_checks(name, domain) if backend == "float" else []
     if backend == "array" and domain:

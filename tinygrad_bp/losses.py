@@ -123,6 +123,9 @@ def cross_entropy(logits: Sequence[Scalar], target_index: int | Sequence[Scalar]
     logits of 1e16 give log 2 (not 0), and a class far below m adds nothing, so no
     difference of two huge logits overflows.
     """
+    if isinstance(logits, (Value, numbers.Real)):
+        msg = f"cross_entropy: logits must be one number or Value per class (a list), got one: {logits!r}"
+        raise ValueError(msg)  # noqa: TRY004 - a ValueError, as fit's check of the model's outputs gives
     z = [as_value(x) for x in logits]
     if not z:
         msg = "cross_entropy: logits are empty"
@@ -131,21 +134,31 @@ def cross_entropy(logits: Sequence[Scalar], target_index: int | Sequence[Scalar]
 
 
 def _class_probabilities(target: int | Sequence[Scalar], classes: int) -> list[Scalar]:
-    """The target as one probability per class: a class index becomes a one-hot row."""
+    """The target as one probability per class: a class index becomes a one-hot row.
+
+    A class is an int (a NumPy integer too, or a 0-d array of one); probabilities are a
+    sequence (a list, a tuple, a 1-D array) of numbers or Values, one per class.
+    """
+    if getattr(target, "ndim", None) == 0:
+        target = target.item()  # type: ignore[union-attr]  # a 0-d array: its number
     if isinstance(target, numbers.Integral) and not isinstance(target, bool):
         if not 0 <= int(target) < classes:
             msg = f"cross_entropy: target_index must be an int in [0, {classes}), got {target!r}"
             raise ValueError(msg)
         return [1.0 if i == int(target) else 0.0 for i in range(classes)]
-    if isinstance(target, (Value, numbers.Real, str, bytes)) or not isinstance(target, Iterable):
+    is_sequence = isinstance(target, Sequence) or getattr(target, "ndim", None) == 1
+    if isinstance(target, (str, bytes)) or not is_sequence:
         msg = (
-            f"cross_entropy: target_index must be an int in [0, {classes}) or {classes} class "
-            f"probabilities, got {target!r}"
+            f"cross_entropy: target_index must be an int in [0, {classes}) or a sequence of {classes} "
+            f"class probabilities, got {target!r}"
         )
-        raise ValueError(msg)  # noqa: TRY004 - every bad target is a ValueError, as an index out of range is
-    probabilities = list(target)
+        raise ValueError(msg)
+    probabilities = list(target)  # type: ignore[arg-type]  # a sequence, checked above
     if len(probabilities) != classes:
         msg = f"cross_entropy: {len(probabilities)} class probabilities for {classes} logits"
+        raise ValueError(msg)
+    if any(isinstance(p, bool) or not isinstance(p, (Value, numbers.Real)) for p in probabilities):
+        msg = f"cross_entropy: class probabilities must be numbers or Values, got {probabilities!r}"
         raise ValueError(msg)
     return probabilities
 

@@ -27,13 +27,16 @@ functions of their own.
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DomainError
 from .expressions import (
+    CONSTANTS,
     FLOAT,
+    FUNCTIONS,
     GENERIC,
     Signature,
     array_namespace,
@@ -53,7 +56,9 @@ class Definition:
     respect to a group is written for one element (``d(w . x + b)/dw_i = x_i``
     is ``"x"``). ``given`` names numbers computed once per node from whole
     groups (``("m", "fmax(z)")``), in order; the forward and the derivatives
-    may use them.
+    may use them. ``fmax`` is a shift, not an operation: for Values (a
+    backward pass with ``create_graph``) it is a plain number, so use it only
+    where the result does not depend on it (as ``m`` in ``cross_entropy``).
     """
 
     name: str
@@ -73,8 +78,11 @@ class Definition:
         groups = [n.lstrip("*") for n in self.inputs if n.startswith("*")]
         known = list(names)
         for name, text in self.given:
-            if not name.isidentifier() or name in [*known, "out"]:
-                msg = f"{where}: the given name {name!r} is not a new identifier"
+            if not _fresh_name(name, [*known, "out"]):
+                msg = (
+                    f"{where}: the given name {name!r} is not a new identifier (not an input, out, a "
+                    "function, a constant or a keyword, and neither starting nor ending with _)"
+                )
                 raise ValueError(msg)
             check_names(text, known, where)
             check_scalar(text, groups, f"{where}, given {name}")
@@ -84,6 +92,17 @@ class Definition:
             check_names(d, [*known, "out"], where)
         for condition, _ in self.domain:
             check_names(condition, names, where)
+
+
+def _fresh_name(name: str, taken: list[str]) -> bool:
+    """True if ``name`` may name a given number (compiled, ``x_`` is an element of the group ``x``)."""
+    return (
+        name.isidentifier()
+        and not keyword.iskeyword(name)
+        and name not in (*taken, *FUNCTIONS, *CONSTANTS)
+        and not name.startswith("_")
+        and not name.endswith("_")
+    )
 
 
 @dataclass(frozen=True)
@@ -281,14 +300,20 @@ TABLE: tuple[Definition, ...] = (
     ),
     # -sum_i t_i log softmax(z)_i for logits z and class probabilities t (one-hot: -log softmax(z)_k),
     # shifted by m = max z: e^(z_i - m) <= 1 never overflows, and log(s) + (m - z_i) keeps the
-    # digits that (log(s) + m) - z_i would cancel. A class with t_i = 0 adds nothing, so a logit
-    # far below m cannot overflow m - z_i. d/dz_i = (sum_j t_j) softmax(z)_i - t_i.
+    # digits that (log(s) + m) - z_i would cancel. d/dz_i = (sum_j t_j) softmax(z)_i - t_i. A logit
+    # more than 746 below m has e^(z_i - m) = 0 exactly: it is written so, never computing
+    # z_i - m (for Values, with create_graph, a difference of two huge logits would overflow),
+    # and a class with t_i = 0 whose m - z_i overflows adds nothing.
     Definition(
         "cross_entropy",
         ("*z", "*t"),
-        "fsum(t * (log(s) + (m - z)) if t != 0.0 else 0.0)",
-        ("t_total * exp(z - m) / s - t", "log(s) + (m - z)"),
-        given=(("m", "fmax(z)"), ("s", "fsum(exp(z - m))"), ("t_total", "fsum(t)")),
+        "fsum(t * (log(s) + (m - z)) if t != 0.0 or z - m > -inf else 0.0)",
+        ("t_total * exp(z - m) / s - t if z - m > -746.0 else 0.0 - t", "log(s) + (m - z)"),
+        given=(
+            ("m", "fmax(z)"),
+            ("s", "fsum(exp(z - m) if z - m > -746.0 else 0.0)"),
+            ("t_total", "fsum(t)"),
+        ),
     ),
 )
 

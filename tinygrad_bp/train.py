@@ -185,10 +185,15 @@ def _cross_entropy(out: Output, target: Any) -> Value:
 
 
 def _label(target: Any) -> Any:
-    """The class a target stands for: the argmax of a one-hot list, else the target itself."""
-    if isinstance(target, (list, tuple)):
+    """The class a target stands for: the argmax of a row (a list or a 1-D array), else the target itself."""
+    if _is_row(target):
         return _argmax(target)
     return target
+
+
+def _is_row(target: Any) -> bool:
+    """A target that is one number per class (one-hot, or class probabilities): a list or a 1-D array."""
+    return isinstance(target, (list, tuple)) or getattr(target, "ndim", 0) == 1
 
 
 class Objective(NamedTuple):
@@ -385,7 +390,7 @@ def _check_class_targets(objective: Objective, y: Sequence[Any]) -> None:
     """
     if objective.name == "cross_entropy":
         for t in y:
-            if isinstance(t, (list, tuple)) or (hasattr(t, "__array__") and getattr(t, "ndim", 0) == 1):
+            if _is_row(t):
                 continue  # class probabilities: the loss checks their number
             if isinstance(t, bool) or not isinstance(t, numbers.Integral):
                 raise ValueError(

@@ -847,7 +847,7 @@ class Value:
         if not (a != 0.0 or b >= 0.0):
             raise DomainError(f"**: 0.0 raised to the negative power {b!r} is undefined")
         if not (a >= 0.0 or FLOAT.is_integer(b)):
-            raise DomainError(f"**: the negative base {a!r} raised to the non-integer power {b!r} is not a real number")  # noqa: E501 - one derivative, as the table writes it
+            raise DomainError(f"**: the negative base {a!r} raised to the non-integer power {b!r} is not a real number")  # noqa: E501 - one expression, as the table writes it
         try:
             out = a ** b
         except (ArithmeticError, ValueError) as error:
@@ -888,7 +888,7 @@ class Value:
         if not (a != 0.0 or b >= 0.0):
             raise DomainError(f"**: 0.0 raised to the negative power {b!r} is undefined")
         if not (a >= 0.0 or FLOAT.is_integer(b)):
-            raise DomainError(f"**: the negative base {a!r} raised to the non-integer power {b!r} is not a real number")  # noqa: E501 - one derivative, as the table writes it
+            raise DomainError(f"**: the negative base {a!r} raised to the non-integer power {b!r} is not a real number")  # noqa: E501 - one expression, as the table writes it
         try:
             out = a ** b
         except (ArithmeticError, ValueError) as error:
@@ -1463,9 +1463,9 @@ def _record_half_sse(inputs: tuple[Value, ...]) -> Value:
 def _record_cross_entropy(inputs: tuple[Value, ...]) -> Value:
     """The rule "cross_entropy" over the operands (*z, *t): one node.
 
-    out = fsum(t * (log(s) + (m - z)) if t != 0.0 else 0.0)
+    out = fsum(t * (log(s) + (m - z)) if t != 0.0 or z - m > -inf else 0.0)
     m = fmax(z)
-    s = fsum(exp(z - m))
+    s = fsum(exp(z - m) if z - m > -746.0 else 0.0)
     t_total = fsum(t)
     """
     xs = [x._data for x in inputs]
@@ -1474,8 +1474,8 @@ def _record_cross_entropy(inputs: tuple[Value, ...]) -> Value:
     t = xs[n:n + n]
     try:
         m = FLOAT.fmax(z)
-        s = FLOAT.fsum([FLOAT.exp(z_ - m) for z_, t_ in zip(z, t)])
-        out = FLOAT.fsum([t_ * (FLOAT.log(s) + (m - z_)) if t_ != 0.0 else 0.0 for z_, t_ in zip(z, t)])
+        s = FLOAT.fsum([FLOAT.exp(z_ - m) if z_ - m > -746.0 else 0.0 for z_, t_ in zip(z, t)])
+        out = FLOAT.fsum([t_ * (FLOAT.log(s) + (m - z_)) if t_ != 0.0 or z_ - m > -FLOAT.inf else 0.0 for z_, t_ in zip(z, t)])  # noqa: E501 - one expression, as the table writes it
     except (ArithmeticError, ValueError) as error:
         raise _failed("cross_entropy", xs, error) from None
     if not _NEG_INF < out < _INF:

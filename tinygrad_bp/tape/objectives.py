@@ -130,7 +130,11 @@ class BatchObjective:
 
     def _targets(self, x: np.ndarray, y: ArrayLike) -> np.ndarray:
         """Targets as floats; integer classes one-hot encoded for a named loss and several outputs."""
-        t = np.asarray(y, dtype=np.float64)
+        try:
+            t = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            msg = f"the targets must be numbers, all classes or all rows of one length (an array): {error}"
+            raise ValueError(msg) from None
         if not self.one_hot or t.ndim != 1 or self.fn is not None:
             return t
         if self._n_outputs is None:
@@ -156,6 +160,8 @@ class BatchObjective:
         if held is not None:  # the parameters were taken once, by hold(); the tape checks them once
             if tape is None or tape.check != "none":
                 held.write_back()  # tracing runs fn on the Values: they must hold the current numbers
+            if tape is not None:
+                return tape
             params = list(held.params)
         else:
             params = list(self.model.parameters())

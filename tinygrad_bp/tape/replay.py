@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from tinygrad_bp.errors import NonDifferentiableError, TapeMismatchError
+from tinygrad_bp.errors import NonDifferentiableError, OperationOverflowError, TapeMismatchError
 from tinygrad_bp.value import Value, _failed, _overflow
 
 try:
@@ -392,7 +392,12 @@ class Tape:
         state = self._forward(args, check, held, reuse=True)
         out = self._values(state, self._graph.outputs[0]).copy()  # the store is reused
         seeds = _seeds(reduction, None, state.batch)
-        loss = float(out.mean() if reduction == "mean" else out.sum()) if state.batched else float(out[0])
+        with np.errstate(all="ignore"):
+            total = float(out.sum())  # (numpy's mean is this sum divided by n, through a slower path)
+        if not math.isfinite(total):  # every output is finite: their sum overflowed
+            msg = f"replay: the {reduction} of the batch's {state.batch} losses is too large for a float"
+            raise OperationOverflowError(msg)
+        loss = (total / state.batch if reduction == "mean" else total) if state.batched else float(out[0])
         grads = self._backward(state, seeds, inputs)
         return Replay(loss, out if state.batched else out[:1], self._aux(state), grads)
 
