@@ -86,32 +86,32 @@ def test_float_value_and_array_forms_of_a_row_agree(d):
                 assert not _finite(d_array), (d.name, xs, i)
 
 
-@pytest.mark.parametrize("d", [d for d in TABLE if any(n.startswith("*") for n in d.inputs)], ids=lambda d: d.name)
-def test_rows_over_groups_agree_in_every_form(d):
+def _check_array_forms(rule, shape=(3, 4, 5), seed=0):
+    """The rule's array forward and derivatives equal its float ones at every node and sample."""
     np = pytest.importorskip("numpy")
-    rule = RULES[d.name]
-    array_forward, array_local = rule.array()
-    rng = np.random.default_rng(0)
-    k, n, batch = 3, 4, 5
+    forward, local = rule.array()
+    rng = np.random.default_rng(seed)
+    k, n, batch = shape
     signature = rule.signature
     parts = [rng.uniform(-2, 2, (k, n, batch) if g else (k, batch)) for g in signature.is_group]
-    outs = array_forward(*parts)
-    derivatives = array_local(outs, *parts)
+    outs = forward(*parts)
+    derivatives = local(outs, *parts)
     for node, b in itertools.product(range(k), range(batch)):
         flat = []
         for part, is_group in zip(parts, signature.is_group):
             flat += list(part[node, :, b]) if is_group else [part[node, b]]
         out = rule.forward(*flat)
-        assert outs[node, b] == pytest.approx(out, rel=1e-13)
-        on_floats = rule.local(out, *flat)
-        expected = []
+        assert outs[node, b] == pytest.approx(out, rel=1e-13), rule.name
+        got = []
         for d_part, is_group in zip(derivatives, signature.is_group):
-            if is_group:
-                arr = np.broadcast_to(d_part, (k, n, batch))
-                expected += list(arr[node, :, b])
-            else:
-                expected.append(np.broadcast_to(d_part, (k, batch))[node, b])
-        assert on_floats == pytest.approx(expected, rel=1e-13)
+            arr = np.broadcast_to(np.asarray(d_part, dtype=float), (k, n, batch) if is_group else (k, batch))
+            got += list(arr[node, :, b]) if is_group else [arr[node, b]]
+        assert got == pytest.approx(rule.local(out, *flat), rel=1e-13), rule.name
+
+
+@pytest.mark.parametrize("d", [d for d in TABLE if any(n.startswith("*") for n in d.inputs)], ids=lambda d: d.name)
+def test_rows_over_groups_agree_in_every_form(d):
+    _check_array_forms(RULES[d.name])
 
 
 def test_the_linear_layer_forms_are_matrix_products():
@@ -195,7 +195,6 @@ def test_given_numbers_are_computed_once_per_node_and_checked():
 
 def test_array_forms_of_made_up_rows_agree_with_their_float_forms():
     """Masks inside arithmetic, a group's derivative that is one number per node, a single input beside a group."""
-    np = pytest.importorskip("numpy")
     rows = [
         Definition("stairs_test", ("a",), "a", ("(1.0 if a > 0.0 else 0.0) + (1.0 if a > 1.0 else 0.0)",)),
         Definition("expstep_test", ("a",), "a", ("exp(1.0 if a > 0.0 else 0.0)",)),
@@ -203,26 +202,8 @@ def test_array_forms_of_made_up_rows_agree_with_their_float_forms():
         Definition("gonly_test", ("*x",), "k * fsum(x)", ("k",), given=(("k", "fsum(x * x)"),)),
         Definition("single_test", ("b", "*x"), "c * fsum(x)", ("2.0 * b * fsum(x)", "c"), given=(("c", "b * b"),)),
     ]
-    rng = np.random.default_rng(3)
     for row in rows:
-        rule = compile_rule(row)
-        forward, local = rule.array()
-        signature = rule.signature
-        k, n, batch = 2, 3, 4
-        parts = [rng.uniform(-2, 2, (k, n, batch) if g else (k, batch)) for g in signature.is_group]
-        outs = forward(*parts)
-        derivatives = local(outs, *parts)
-        for node, b in itertools.product(range(k), range(batch)):
-            flat = []
-            for part, is_group in zip(parts, signature.is_group):
-                flat += list(part[node, :, b]) if is_group else [part[node, b]]
-            expected = rule.local(rule.forward(*flat), *flat)
-            got = []
-            for d_part, is_group in zip(derivatives, signature.is_group):
-                shape = (k, n, batch) if is_group else (k, batch)
-                arr = np.broadcast_to(np.asarray(d_part, dtype=float), shape)
-                got += list(arr[node, :, b]) if is_group else [arr[node, b]]
-            assert got == pytest.approx(expected, rel=1e-13), row.name
+        _check_array_forms(compile_rule(row), shape=(2, 3, 4), seed=3)
 
 
 def test_a_given_name_must_be_new_and_plain():
