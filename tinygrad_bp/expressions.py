@@ -625,10 +625,11 @@ def compile_expressions(
     array per named part (a group's array has the elements on axis 1). The
     float forward raises ``error`` where a condition of ``domain`` fails.
     ``given`` are ``(name, expression)`` pairs, computed in order before the
-    forward and the derivatives, which may use them. The generic ``local``
-    takes ``needs``, one flag per input name: a part not needed is 0.0 and not
-    computed (a backward pass with ``create_graph`` records no derivative for
-    a constant, which might overflow where nothing needs it).
+    forward and the derivatives, which may use them. The generic and array
+    ``local`` take ``needs``, one flag per input name: a part not needed is
+    0.0 and not computed (a backward pass with ``create_graph`` records no
+    derivative for a constant, which might overflow where nothing needs it;
+    a tape computes no derivative it does not use).
     """
     groups = signature.groups
     if backend == "array":
@@ -641,8 +642,8 @@ def compile_expressions(
         _derivative_source(d, is_group, signature, backend)
         for d, is_group in zip(derivatives, signature.is_group)
     ]
-    if backend == "generic":
-        head_l = "def local(out, *xs, needs=None):"
+    if backend in ("generic", "array"):
+        head_l = head_l[: -len("):")] + ", needs=None):"
         parts = [_only_if_needed(part, k) for k, part in enumerate(parts)]
     local_body = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
     checks = domain_checks(name, domain) if backend == "float" else []

@@ -219,6 +219,7 @@ class _Pointwise(_Kernel):
         super().__init__(*args)
         self.op, self.operands = rule.name, operands
         self.fn, self.local = _array_forms(rule)
+        self.wanted = _wanted(operands)
 
     def forward(self, stores: list[np.ndarray]) -> Any:
         values = [x.take(stores) for x in self.operands]
@@ -227,7 +228,7 @@ class _Pointwise(_Kernel):
 
     def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
         g = grads[self.store][self.out]
-        derivatives = self.local(stores[self.store][self.out], *saved)
+        derivatives = self.local(stores[self.store][self.out], *saved, needs=self.wanted[mode])
         for operand, d in zip(self.operands, derivatives):
             if operand.needs[mode]:
                 operand.add(grads, _times(g, d))
@@ -249,6 +250,7 @@ class _Reduction(_Kernel):
         self.op, self.parts, self.shared = rule.name, parts, shared
         self.is_group = rule.signature.is_group
         self.fn, self.local = _array_forms(rule)
+        self.wanted = _wanted([shared.get(j, part) for j, part in enumerate(parts)])
 
     def _take(self, stores: list[np.ndarray]) -> list[np.ndarray]:
         values = []
@@ -264,7 +266,7 @@ class _Reduction(_Kernel):
 
     def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
         g = grads[self.store][self.out]
-        derivatives = self.local(stores[self.store][self.out], *saved)
+        derivatives = self.local(stores[self.store][self.out], *saved, needs=self.wanted[mode])
         for j, (part, d) in enumerate(zip(self.parts, derivatives)):
             shared = self.shared.get(j)
             target = shared if shared is not None else part
@@ -283,6 +285,11 @@ class _Reduction(_Kernel):
             return f"{super().describe()}: broadcast products"
         n = next(iter(self.shared.values())).flat.size
         return f"{super().describe()}, n={n}: one ({k}x{n}) @ ({n}xB) matrix product"
+
+
+def _wanted(operands: Sequence[Operand]) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """Per mode (without, with input gradients): which operands' derivatives a backward pass uses."""
+    return tuple(op.needs[0] for op in operands), tuple(op.needs[1] for op in operands)
 
 
 def _sum_over_nodes(g: np.ndarray, d: Any, n: int) -> np.ndarray:
