@@ -927,3 +927,26 @@ def test_the_library_binary_cross_entropy_is_one_row_the_tape_replays():
     assert grads.params == pytest.approx([p.grad for p in params], rel=1e-11, abs=1e-15)
     with pytest.raises(DomainError, match=r"binary_cross_entropy: the target 2\.0 must lie in"):
         tape.value_and_grad(X[:2], np.array([0.0, 2.0]))
+
+
+def test_a_replay_reads_its_inputs_where_they_are_and_agrees_with_forward_backward():
+    """replay() reads the arguments as views (no copy into the value store); forward() keeps a copy."""
+    model = tg.MLP(3, [4, 2], activation="tanh", seed=5)
+    tape = trace(lambda x, t: losses.mse_loss(model(x), t), [0.0] * 3, [0.0, 0.0], params=model.parameters())
+    assert not tape._inputs_in_store  # the layer reads x, the loss reads t: both where they are
+    rng = np.random.default_rng(2)
+    wide = rng.normal(size=(6, 8))
+    X, T = wide[:, 1:7:2], rng.normal(size=(6, 2)).astype(np.float32)  # a strided view; float32
+    replay = tape.replay(X, T, inputs=True)
+    samples = list(zip(X.tolist(), T.tolist()))
+    tape.forward(X, T.astype(np.float64))
+    expected = tape.backward(inputs=True)
+    assert replay.grads.params.tolist() == expected.params.tolist()
+    assert [g.tolist() for g in replay.grads.inputs] == [g.tolist() for g in expected.inputs]
+    kept = (replay.outputs.copy(), replay.grads.params.copy(), replay.grads.inputs[0].copy())
+    wide[:] = 99.0  # the caller's arrays change after the replay: what it returned does not
+    assert (replay.outputs == kept[0]).all()
+    assert (replay.grads.params == kept[1]).all()
+    assert (replay.grads.inputs[0] == kept[2]).all()
+    for (x, t), out in zip(samples, replay.outputs.tolist()):
+        assert out == pytest.approx(losses.mse_loss(model(x), t).data, rel=1e-14)

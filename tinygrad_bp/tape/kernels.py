@@ -52,8 +52,13 @@ def _layout(idx: np.ndarray) -> tuple[int, Any]:
     return _FANCY, None
 
 
+#: Stores from this index on are the replay's arguments, one (size, batch) view each: inputs are
+#: read where the caller's arrays hold them (their gradients: the first rows of the V store).
+_ARGUMENTS = 2
+
+
 class Stores(list["np.ndarray"]):
-    """A replay's value (or gradient) stores, [V, U], often kept for the next replay of its size.
+    """A replay's value (or gradient) stores, [V, U, argument 0, ...], often kept for the next replay.
 
     ``views`` caches each operand's view of these very arrays: made once, reused by every
     replay that runs in them, and dropped with them.
@@ -93,6 +98,8 @@ class _Rows:
         s = stores[self.store]
         if self.kind == _FANCY:
             return s[self.idx]
+        if self.store >= _ARGUMENTS:  # an argument's rows: a new array at every replay
+            return self._view(s)
         views = stores.views  # type: ignore[attr-defined]  # the replays' stores are Stores
         view = views.get(self.key)
         if view is None:
@@ -155,6 +162,7 @@ class _MixedRows:
 
 
 Operand = Union[_Rows, _MixedRows]
+Offsets = tuple[int, ...]
 
 
 # =================================================================================================
@@ -389,6 +397,8 @@ class _Plan:
     row: np.ndarray  # node id -> row in its store
     kernels: list[_Kernel]
     needs: tuple[np.ndarray, np.ndarray]  # node id -> needs a gradient (without, with input grads)
+    offsets: Offsets  # the arguments' input rows: argument i holds inputs offsets[i]..offsets[i + 1]
+    reads_input_rows: bool  # does a kernel read inputs from the V store (which must then hold them)?
 
 
 def _node_properties(graph: _Graph) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
@@ -441,11 +451,22 @@ def _group_key(ins: Instruction, rule: Rule, varying: np.ndarray, level: np.ndar
 
 
 def _operand(
-    idx: np.ndarray, varying: np.ndarray, row: np.ndarray, needs: tuple[np.ndarray, np.ndarray]
+    idx: np.ndarray,
+    varying: np.ndarray,
+    row: np.ndarray,
+    needs: tuple[np.ndarray, np.ndarray],
+    offsets: Offsets,
 ) -> Operand:
-    """The rows of the node ids ``idx`` (k, ...) as an operand."""
+    """The rows of the node ids ``idx`` (k, ...) as an operand.
+
+    Rows that are all inputs of one argument are read from that argument (no copy of it).
+    """
     flag = (bool(needs[0][idx].any()), bool(needs[1][idx].any()))
     v = varying[idx]
+    if idx.size and idx.max() < offsets[-1]:
+        i = int(np.searchsorted(offsets, idx.min(), side="right")) - 1
+        if idx.max() < offsets[i + 1]:
+            return _Rows(_ARGUMENTS + i, idx - offsets[i], flag)
     if v.all() and idx.size:
         return _Rows(_V, row[idx], flag)
     if not v.any():
@@ -457,18 +478,18 @@ def _make_kernel(
     nodes: list[int], graph: _Graph, props: tuple[Any, ...], out: tuple[int, slice, int, tuple[bool, bool]]
 ) -> _Kernel:
     """The kernel of one group of instructions (all of one level, operation and layout)."""
-    varying, row, needs = props
+    varying, row, needs, offsets = props
     rule = graph.rules[nodes[0] - graph.n_leaves]
     args = np.array([graph.instructions[n - graph.n_leaves].args for n in nodes], dtype=np.intp)
     args = args.reshape(len(nodes), -1)
     if _is_pointwise(rule):
-        operands = [_operand(args[:, j], varying, row, needs) for j in range(args.shape[1])]
+        operands = [_operand(args[:, j], varying, row, needs, offsets) for j in range(args.shape[1])]
         if rule.definition is None:
             return _Elementwise(rule, operands, nodes, *out)
         return _Pointwise(rule, operands, nodes, *out)
     spans = rule.signature.spans(args.shape[1])
     parts = [
-        _operand(args[:, lo:hi] if is_group else args[:, lo], varying, row, needs)
+        _operand(args[:, lo:hi] if is_group else args[:, lo], varying, row, needs, offsets)
         for (lo, hi), is_group in zip(spans, rule.signature.is_group)
     ]
     groups = [j for j, is_group in enumerate(rule.signature.is_group) if is_group]
@@ -477,16 +498,19 @@ def _make_kernel(
     if _U in stores.values():
         for j in groups:
             block = args[:, spans[j][0] : spans[j][1]]
-            if stores[j] == _V and (block == block[0]).all():
-                shared[j] = _operand(block[0], varying, row, needs)  # every node reads the same x
+            per_sample = stores[j] is not None and stores[j] != _U
+            if per_sample and (block == block[0]).all():
+                shared[j] = _operand(block[0], varying, row, needs, offsets)  # every node reads the same x
     return _Reduction(rule, parts, shared, nodes, *out)  # type: ignore[arg-type]  # shared: _Rows only
 
 
-def _compile(graph: _Graph) -> _Plan:
+def _compile(graph: _Graph, offsets: Offsets | None = None) -> _Plan:
     """Group the instructions by (level, operation, operand layout) and lay the stores out.
 
-    Each group's outputs get consecutive rows, so a kernel writes one slice.
+    Each group's outputs get consecutive rows, so a kernel writes one slice. ``offsets``
+    cut the inputs into the replay's arguments (default: one argument).
     """
+    offsets = (0, graph.n_inputs) if offsets is None else tuple(offsets)
     varying, level, needs = _node_properties(graph)
     n_in, n_leaves = graph.n_inputs, graph.n_leaves
     groups: dict[tuple[Any, ...], list[int]] = {}
@@ -511,10 +535,13 @@ def _compile(graph: _Graph) -> _Plan:
     for nodes, s, out, lvl in layout:
         live = reaches_output[nodes]
         active = (bool((needs[0][nodes] & live).any()), bool((needs[1][nodes] & live).any()))
-        kernels.append(_make_kernel(nodes, graph, (varying, row, needs), (s, out, lvl, active)))
-    for rows in (r for k in kernels for r in _rows_of(k)):  # room for the views that reach past the end
-        sizes[rows.store] = max(sizes[rows.store], rows.end)
-    return _Plan(sizes[_V], sizes[_U], store, row, kernels, needs)
+        kernels.append(_make_kernel(nodes, graph, (varying, row, needs, offsets), (s, out, lvl, active)))
+    reads_inputs = False
+    for rows in (r for k in kernels for r in _rows_of(k)):
+        if rows.store < _ARGUMENTS:  # room for the views that reach past the end
+            sizes[rows.store] = max(sizes[rows.store], rows.end)
+        reads_inputs |= rows.store == _V and bool(rows.flat.size) and int(rows.flat.min()) < n_in
+    return _Plan(sizes[_V], sizes[_U], store, row, kernels, needs, offsets, reads_inputs)
 
 
 def _rows_of(kernel: _Kernel) -> list[_Rows]:

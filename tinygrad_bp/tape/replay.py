@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import threading
@@ -17,7 +18,7 @@ try:
 except ImportError as _error:  # pragma: no cover - depends on the environment
     raise ImportError("tinygrad_bp.tape needs numpy: pip install 'tinygrad_bp[numpy]'") from _error
 
-from .kernels import Stores, _checked_forward, _checked_local, _compile, _Plan
+from .kernels import _ARGUMENTS, Stores, _checked_forward, _checked_local, _compile, _Plan
 from .parameters import HeldParameters
 from .parameters import held_elsewhere as _held_elsewhere
 from .recording import (
@@ -114,6 +115,8 @@ class _Forward(NamedTuple):
     batched: bool
     batch: int
     scratch: _Scratch | None  # the reusable arrays it ran in, if any
+    arrays: list[np.ndarray]  # the arguments
+    filled: bool  # are the inputs in their rows of the V store too (else only in ``arrays``)?
 
 
 class _Scratch(NamedTuple):
@@ -138,17 +141,29 @@ class _Workspace(threading.local):
     def __init__(self) -> None:
         self.by_size: dict[int, _Scratch] = {}
 
-    def get(self, n: int, n_v: int, n_u: int) -> _Scratch | None:
+    def get(self, n: int, plan: _Plan) -> _Scratch | None:
         """The scratch arrays of batch size ``n`` (None for a batch too big to keep: fresh ones then)."""
         scratch = self.by_size.get(n)
         if scratch is None:
-            if 2 * 8 * (n_v * n + n_u) > MAX_SCRATCH_BYTES:
+            if 2 * 8 * (plan.n_v * n + plan.n_u) > MAX_SCRATCH_BYTES:
                 return None
             if len(self.by_size) >= 2:
                 self.by_size.pop(next(iter(self.by_size)))
-            stores = Stores([np.zeros((n_v, n)), np.zeros((n_u, 1))])  # zeros: a view may span padding
-            scratch = self.by_size[n] = _Scratch(stores, Stores([np.zeros_like(s) for s in stores]))
+            stores = _fresh_stores(plan, n)
+            scratch = self.by_size[n] = _Scratch(stores, _gradient_stores(plan, stores))
         return scratch
+
+
+def _fresh_stores(plan: _Plan, n: int) -> Stores:
+    """Value stores for a batch of ``n``: zeros (a view may span padding); the arguments come per replay."""
+    return Stores([np.zeros((plan.n_v, n)), np.zeros((plan.n_u, 1))])
+
+
+def _gradient_stores(plan: _Plan, stores: Sequence[np.ndarray]) -> Stores:
+    """Zeroed gradient stores shaped like ``stores``; each argument's gradients are its inputs' V rows."""
+    grads = Stores([np.zeros_like(stores[_V]), np.zeros_like(stores[_U])])
+    grads += [grads[_V][lo:hi] for lo, hi in itertools.pairwise(plan.offsets)]
+    return grads
 
 
 class Tape:
@@ -177,7 +192,13 @@ class Tape:
         self._fn = fn
         self.guards = tuple(guards)
         self.escapes = tuple(escapes)
-        self._plan = _compile(graph)
+        sizes = [math.prod(s) for s in self._shapes]
+        self._offsets = tuple(int(sum(sizes[:i])) for i in range(len(sizes) + 1))
+        if self._offsets[-1] != graph.n_inputs:
+            raise ValueError(
+                f"the shapes {self._shapes} hold {self._offsets[-1]} inputs, not {graph.n_inputs}"
+            )
+        self._plan = _compile(graph, self._offsets)
         self._structure = list(structure)
         self._param_roles = _roles("p", graph.params)
         self._param_ids = frozenset(map(id, graph.params))
@@ -186,12 +207,9 @@ class Tape:
         self._last: _Forward | None = None
         self._workspace = _Workspace()
         self._aux_rows = _consecutive_rows(self._plan, graph.outputs[1:])
-        sizes = [math.prod(s) for s in self._shapes]
-        self._offsets = tuple(int(sum(sizes[:i])) for i in range(len(sizes) + 1))
-        if self._offsets[-1] != graph.n_inputs:
-            raise ValueError(
-                f"the shapes {self._shapes} hold {self._offsets[-1]} inputs, not {graph.n_inputs}"
-            )
+        read = [*graph.outputs, *(g.subject for g in self.guards), *(g.other for g in self.guards)]
+        inputs_read = any(isinstance(node, int) and node < graph.n_inputs for node in read)
+        self._inputs_in_store = self._plan.reads_input_rows or inputs_read  # else read where they are
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -478,8 +496,16 @@ class Tape:
         if not _all_finite(x):
             i, b = np.argwhere(~np.isfinite(x))[0]
             raise ValueError(
-                f"input {self._names[i]} of sample {b} is {x[i, b]!r}: inputs must be finite numbers"
+                f"input {self._names[i]} of sample {b} is {float(x[i, b])!r}: inputs must be finite numbers"
             )
+
+    def _check_inputs(self, arrays: list[np.ndarray]) -> None:
+        """ValueError for the first input that is not finite (in sample order), as :meth:`_fill` says it."""
+        if _all_finite(*arrays):
+            return
+        n = arrays[0].shape[0] if arrays[0].ndim > len(self._shapes[0]) else 1
+        x = np.empty((self._graph.n_inputs, n))
+        self._fill(arrays, x)
 
     def _forward(
         self, args: Sequence[ArrayLike], check: Check | None, held: HeldParameters | None, *, reuse: bool
@@ -493,25 +519,36 @@ class Tape:
         """
         arrays, batched, n = self._arguments(args)
         mode = _check_mode(self.check if check is None else check, self)
-        plan = self._plan
-        scratch = self._workspace.get(n, plan.n_v, plan.n_u) if reuse else None
-        stores = scratch.stores if scratch else Stores([np.zeros((plan.n_v, n)), np.zeros((plan.n_u, 1))])
+        scratch = self._workspace.get(n, self._plan) if reuse else None
+        stores = scratch.stores if scratch else _fresh_stores(self._plan, n)
+        # one replay reads its inputs where they are; forward() keeps a copy, for backward() later
+        fill = self._inputs_in_store or mode != "none" or not reuse
         with np.errstate(all="ignore"):
-            self._load(stores, arrays, held)
+            self._load(stores, arrays, held, fill=fill)
             if mode == "none":
-                saved = self._run_kernels(stores)
+                saved = self._run_kernels(stores, arrays, filled=fill)
         if mode != "none":  # fn runs with the caller's NumPy settings
             self._retrace(stores[_V][: self._graph.n_inputs], n if mode == "all" else 1)
             with np.errstate(all="ignore"):
-                saved = self._run_kernels(stores)
-        state = _Forward(stores, saved, batched, n, scratch)
+                saved = self._run_kernels(stores, arrays, filled=fill)
+        state = _Forward(stores, saved, batched, n, scratch, arrays, fill)
         self._check_guards(state)
         return state
 
-    def _load(self, stores: Stores, arrays: list[np.ndarray], held: HeldParameters | None) -> None:
-        """Write the leaves into their rows: the inputs, the params' values and the constants'."""
+    def _load(
+        self, stores: Stores, arrays: list[np.ndarray], held: HeldParameters | None, *, fill: bool
+    ) -> None:
+        """The leaves: the arguments (copied into their rows if ``fill``), the params and the constants."""
         g = self._graph
-        self._fill(arrays, stores[_V][: g.n_inputs])  # the inputs go straight into their rows
+        x = stores[_V][: g.n_inputs]
+        pairs = list(itertools.pairwise(self._offsets))
+        if fill:
+            self._fill(arrays, x)
+            stores[_ARGUMENTS:] = [x[lo:hi] for lo, hi in pairs]
+        else:
+            self._check_inputs(arrays)
+            n = x.shape[1]
+            stores[_ARGUMENTS:] = [a.reshape(n, hi - lo).T for a, (lo, hi) in zip(arrays, pairs)]
         n_p = len(g.params)
         n_c = len(g.constants)
         if held is None:
@@ -520,13 +557,15 @@ class Tape:
             stores[_U][:n_p, 0] = held.checked_data()
         stores[_U][n_p : n_p + n_c, 0] = np.fromiter(map(_DATA, g.constants), dtype=float, count=n_c)
 
-    def _run_kernels(self, stores: Stores) -> list[Any]:
+    def _run_kernels(self, stores: Stores, arrays: list[np.ndarray], *, filled: bool) -> list[Any]:
         """Every kernel forward; the error of the first operation that left its domain or overflowed."""
         g = self._graph
         saved = [k.forward(stores) for k in self._plan.kernels]
         # the leaves are finite (inputs checked first, params and constants by construction)
         computed = (stores[_V][g.n_inputs :], stores[_U][g.n_leaves - g.n_inputs :])
         if not _all_finite(*computed):
+            if not filled:  # the error names the operands' values: the inputs' too
+                self._fill(arrays, stores[_V][: g.n_inputs])
             raise self._forward_error(stores)
         return saved
 
@@ -538,7 +577,7 @@ class Tape:
     def _backward(self, state: _Forward, seeds: np.ndarray, inputs: bool) -> Gradients:
         plan, g = self._plan, self._graph
         if state.scratch is None:
-            grads = Stores([np.zeros_like(state.stores[_V]), np.zeros_like(state.stores[_U])])
+            grads = _gradient_stores(plan, state.stores)
         else:
             grads = state.scratch.grads
             grads[_U].fill(0.0)
@@ -554,6 +593,8 @@ class Tape:
         if not finite:
             if not inputs:
                 grads[_V][: g.n_inputs].fill(0.0)  # rows this pass left alone: not the culprit
+            if not state.filled:  # the error names the operands' values: the inputs' too
+                self._fill(state.arrays, state.stores[_V][: g.n_inputs])
             raise self._backward_error(state, grads)
         n_in, n_p = g.n_inputs, len(g.params)
         params = grads[_U][:n_p, 0].copy()
