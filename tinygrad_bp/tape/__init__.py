@@ -38,21 +38,22 @@ and then replays it on new inputs, a single sample or a whole batch, without cre
 * ``tape.run(x, t)`` replays the list one instruction at a time on Python floats, with the same
   rule functions as the engine (the textbook interpreter; also the reference for custom ops).
 
-**Batch replay.** At record time the instructions are compiled into *kernels*: the instructions
-of one topological level that apply the same operation to operands of the same kind become ONE
-array operation over all of them and over the whole batch. All ``linear`` nodes of a level that
-read the same inputs x (an MLP layer) become one matrix product ``W @ X + b`` with W (k x n) and X
-(n x batch); all ``sigmoid`` nodes of a level become one ``np`` call, and so on. Values live in
-two arrays: ``V[row, sample]`` for nodes that depend on the per-sample inputs, ``U[row, 0]`` for
-nodes that do not (parameters, constants, and operations over them only, such as an L2 penalty,
-computed once per batch). Index arrays are precomputed; a kernel whose operand rows are
-contiguous reads a view. The backward pass runs the same kernels in reverse, accumulating
-gradients with ``+=`` on rows (``np.add.at`` where an operand row repeats), and sums over the
-batch the gradient of every node of ``U``. A kernel applies the array form of its operation's
-row of the rule table (:meth:`tinygrad_bp.rules.Rule.array`), compiled from the same text as
-the engine's derivatives: the tape restates none. A custom operation
-(:func:`tinygrad_bp.custom_op`) is evaluated element by element with its own
-``forward``/``local`` functions through ``np.vectorize``: correct, at scalar speed.
+**Batch replay.** At record time the instructions are compiled into *kernels*: the instructions of
+one topological level that apply the same operation to operands of the same kind become ONE array
+operation over all of them and over the whole batch. All ``linear`` nodes of a level that read the
+same inputs x (an MLP layer) become one matrix product ``W @ X + b`` with W (k x n) and X (n x
+batch); all ``sigmoid`` nodes of a level become one ``np`` call, and so on. Values live in two
+arrays: ``V[row, sample]`` for nodes that depend on the per-sample inputs, ``U[row, 0]`` for nodes
+that do not (parameters, constants, and operations over them only, such as an L2 penalty, computed
+once per batch). Index arrays are precomputed; a kernel whose operand rows are contiguous reads a
+view, and one that reads only inputs of one argument (a first layer's X) reads the caller's array
+itself, transposed as a view, not a copy. The backward pass runs the same kernels in reverse,
+accumulating gradients with ``+=`` on rows (``np.add.at`` where an operand row repeats), and sums
+over the batch the gradient of every node of ``U``. A kernel applies the array form of its
+operation's row of the rule table (:meth:`tinygrad_bp.rules.Rule.array`), compiled from the same
+text as the engine's derivatives: the tape restates none. A custom operation
+(:func:`tinygrad_bp.custom_op`) is evaluated element by element with its own ``forward``/``local``
+functions through ``np.vectorize``: correct, at scalar speed.
 
 **What a tape captures.** The operations and their wiring (which node feeds which operand, in
 order), which leaves are per-sample *inputs*, which are *params* (the Values whose gradients are

@@ -466,7 +466,9 @@ def _operand(
     if idx.size and idx.max() < offsets[-1]:
         i = int(np.searchsorted(offsets, idx.min(), side="right")) - 1
         if idx.max() < offsets[i + 1]:
-            return _Rows(_ARGUMENTS + i, idx - offsets[i], flag)
+            rows = _Rows(_ARGUMENTS + i, idx - offsets[i], flag)
+            if rows.kind == _FANCY or rows.end <= offsets[i + 1] - offsets[i]:
+                return rows  # (a view reaching past the argument's last row needs the padded V store)
     if v.all() and idx.size:
         return _Rows(_V, row[idx], flag)
     if not v.any():

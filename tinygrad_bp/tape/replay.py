@@ -115,8 +115,8 @@ class _Forward(NamedTuple):
     batched: bool
     batch: int
     scratch: _Scratch | None  # the reusable arrays it ran in, if any
-    arrays: list[np.ndarray]  # the arguments
-    filled: bool  # are the inputs in their rows of the V store too (else only in ``arrays``)?
+    arrays: list[np.ndarray]  # the arguments, when they are not in the V store
+    filled: bool  # are the inputs in their rows of the V store (else only in ``arrays``)?
 
 
 class _Scratch(NamedTuple):
@@ -140,6 +140,11 @@ class _Workspace(threading.local):
 
     def __init__(self) -> None:
         self.by_size: dict[int, _Scratch] = {}
+
+    def drop_arguments(self) -> None:
+        """Forget the last replay's arguments: the kept arrays hold no view of the caller's."""
+        for scratch in self.by_size.values():
+            del scratch.stores[_ARGUMENTS:]
 
     def get(self, n: int, plan: _Plan) -> _Scratch | None:
         """The scratch arrays of batch size ``n`` (None for a batch too big to keep: fresh ones then)."""
@@ -407,7 +412,14 @@ class Tape:
     ) -> Replay:
         """Forward and backward in one call, with everything: see :class:`Replay`."""
         held = self._check_params(params)
-        state = self._forward(args, check, held, reuse=True)
+        try:
+            state = self._forward(args, check, held, reuse=True)
+            return self._replay(state, reduction, inputs)
+        finally:
+            self._workspace.drop_arguments()
+
+    def _replay(self, state: _Forward, reduction: Reduction, inputs: bool) -> Replay:
+        """The rest of :meth:`replay`, after its forward pass."""
         out = self._values(state, self._graph.outputs[0]).copy()  # the store is reused
         seeds = _seeds(reduction, None, state.batch)
         with np.errstate(all="ignore"):
@@ -500,7 +512,7 @@ class Tape:
             )
 
     def _check_inputs(self, arrays: list[np.ndarray]) -> None:
-        """ValueError for the first input that is not finite (in sample order), as :meth:`_fill` says it."""
+        """ValueError naming the first input that is not finite (by input, then sample), as _fill does."""
         if _all_finite(*arrays):
             return
         n = arrays[0].shape[0] if arrays[0].ndim > len(self._shapes[0]) else 1
@@ -531,7 +543,7 @@ class Tape:
             self._retrace(stores[_V][: self._graph.n_inputs], n if mode == "all" else 1)
             with np.errstate(all="ignore"):
                 saved = self._run_kernels(stores, arrays, filled=fill)
-        state = _Forward(stores, saved, batched, n, scratch, arrays, fill)
+        state = _Forward(stores, saved, batched, n, scratch, [] if fill else arrays, fill)
         self._check_guards(state)
         return state
 
