@@ -415,3 +415,12 @@ def test_a_big_replay_does_not_keep_its_arrays():
     assert 2 * 8 * plan.n_v * len(big) > replay_module.MAX_SCRATCH_BYTES  # so it was too big to keep
     assert len(big) not in tape._workspace.by_size
     assert kept < 8 * 2**20
+
+
+def test_a_hold_whose_numbers_cannot_be_written_back_still_frees_the_values():
+    model = MLP(2, [2, 1], seed=0)
+    objective = BatchObjective(model, "mse", check="none")
+    with pytest.raises(ValueError, match="finite"), objective.hold() as held:
+        held.data[0] = float("nan")
+    with objective.hold():  # not "already held"
+        objective(np.zeros((2, 2)), np.zeros(2))

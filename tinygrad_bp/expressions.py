@@ -90,8 +90,14 @@ def array_backend(library: Any, **functions: Any) -> types.SimpleNamespace:
         logical_and=library.logical_and,
         logical_or=library.logical_or,
         logical_not=library.logical_not,
+        spread=_spread,
         **functions,
     )
+
+
+def _spread(x: Any) -> Any:
+    """A (k, batch) number per node beside a (k, n, batch) group: (k, 1, batch) (a float as it is)."""
+    return x[:, None] if getattr(x, "ndim", 0) >= 2 else x
 
 
 _OPERATORS_BY_NAME = {"mul": operator.mul, "add": operator.add, "sub": operator.sub}
@@ -127,7 +133,10 @@ def _data(x: Any) -> Any:
 
 
 def _generic_fsum(terms: Sequence[Any]) -> Any:
-    """math.fsum of floats (exactly rounded); a recorded sum when a term is a Value."""
+    """math.fsum of floats (exactly rounded); when a term is a Value, a recorded chain of ``+``.
+
+    (For a second derivative only: this layer sits below the value layer and its n-ary sum.)
+    """
     terms = list(terms)
     if all(isinstance(t, (float, int)) for t in terms):
         return math.fsum(terms)
@@ -178,10 +187,6 @@ def array_namespace() -> types.SimpleNamespace:
             """The largest element of a group: axis 1 of a (k, n, batch) array."""
             return terms.max(axis=1)
 
-        def spread(x: Any) -> Any:
-            """A (k, batch) number per node beside a (k, n, batch) group: (k, 1, batch)."""
-            return x[:, None] if getattr(x, "ndim", 0) >= 2 else x
-
         def dot(w: Any, x: Any) -> Any:
             """fsum(w * x) over a group: one matrix product when w is one row per node and x is shared."""
             if w.shape[-1] == 1 and x.shape[0] == 1 and w.ndim == x.ndim == 3:
@@ -189,7 +194,7 @@ def array_namespace() -> types.SimpleNamespace:
             return (w * x).sum(axis=1)
 
         _ARRAY = array_backend(
-            np, sigmoid=sigmoid, softplus=softplus, fsum=fsum, fmax=fmax, spread=spread, dot=dot
+            np, sigmoid=sigmoid, softplus=softplus, fsum=fsum, fmax=fmax, dot=dot
         )
     return _ARRAY
 
@@ -270,15 +275,18 @@ class _CompareNumbers(ast.NodeTransformer):
     """
 
     def visit_Compare(self, node: ast.Compare) -> ast.AST:
-        class Numbers(ast.NodeTransformer):
-            def visit_Name(self, name: ast.Name) -> ast.AST:
-                if name.id == "_m":  # the namespace of the functions
-                    return name
-                data = ast.Attribute(ast.Name("_m", ast.Load()), "data", ast.Load())
-                return ast.copy_location(ast.Call(data, [name], []), name)
-
-        numbers: ast.AST = Numbers().visit(node)
+        numbers: ast.AST = _Numbers().visit(node)
         return numbers
+
+
+class _Numbers(ast.NodeTransformer):
+    """Every name (but the namespace ``_m``) read as its number: ``a`` -> ``_m.data(a)``."""
+
+    def visit_Name(self, name: ast.Name) -> ast.AST:
+        if name.id == "_m":
+            return name
+        data = ast.Attribute(ast.Name("_m", ast.Load()), "data", ast.Load())
+        return ast.copy_location(ast.Call(data, [name], []), name)
 
 
 def _call(name: str, args: list[ast.expr]) -> ast.Call:
@@ -330,13 +338,13 @@ class _Elementwise(ast.NodeTransformer):
 
 
 def _is_reduction(node: ast.AST, names: Sequence[str] = REDUCTIONS) -> bool:
-    """True for a call ``_m.fsum(...)`` (or another of ``names``) of the backend namespace."""
-    return (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and isinstance(node.func.value, ast.Name)
-        and node.func.attr in names
-    )
+    """True for a call of ``fsum`` (or another of ``names``), as written or as ``_m.fsum(...)``."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    if isinstance(func, ast.Name):
+        return func.id in names
+    return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.attr in names
 
 
 class _Spread(ast.NodeTransformer):
@@ -372,10 +380,10 @@ class _Spread(ast.NodeTransformer):
         return node
 
     def _spread(self, child: Any) -> Any:
-        if not isinstance(child, ast.expr) or isinstance(child, ast.Constant) or self.is_group(child):
+        if not isinstance(child, ast.expr) or self.is_group(child):
             return child
-        if isinstance(child, ast.Attribute) and isinstance(child.value, ast.Name) and child.value.id == "_m":
-            return child  # a function of the namespace, or inf / nan
+        if not any(isinstance(n, ast.Name) and n.id != "_m" for n in ast.walk(child)):
+            return child  # a number (-746.0, -inf): it broadcasts as it is
         return ast.copy_location(_call("spread", [child]), child)
 
 
@@ -395,9 +403,7 @@ class _Elements(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         self.generic_visit(node)
-        func = node.func
-        is_reduction = isinstance(func, ast.Attribute) and func.attr in REDUCTIONS
-        if not (is_reduction and len(node.args) == 1 and self.groups):
+        if not (_is_reduction(node) and len(node.args) == 1 and self.groups):
             return node
         term = node.args[0]
         if isinstance(term, ast.Name) and term.id in self.groups:
@@ -492,8 +498,7 @@ def check_scalar(source: str, groups: Sequence[str], where: str) -> None:
             self.found: set[str] = set()
 
         def visit_Call(self, node: ast.Call) -> None:
-            is_reduction = isinstance(node.func, ast.Name) and node.func.id in REDUCTIONS
-            if not is_reduction:
+            if not _is_reduction(node):
                 self.generic_visit(node)
 
         def visit_Name(self, node: ast.Name) -> None:

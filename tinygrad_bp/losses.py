@@ -83,8 +83,6 @@ def half_sse(pred: Scalars, target: Scalars) -> Value:
     return apply("half_sse", *p, *t)
 
 
-
-
 def binary_cross_entropy(prob: Scalars, target: Scalars, reduction: str = "mean") -> Value:
     """-(t log p + (1 - t) log(1 - p)), averaged (``torch.nn.functional.binary_cross_entropy``).
 
@@ -113,7 +111,7 @@ def binary_cross_entropy_with_logits(logit: Scalars, target: Scalars, reduction:
     return _reduce("binary_cross_entropy_with_logits", terms, reduction)
 
 
-def cross_entropy(logits: Sequence[Scalar], target_index: int | Sequence[Scalar]) -> Value:
+def cross_entropy(logits: Scalars, target_index: int | Sequence[Scalar]) -> Value:
     """-log softmax(z)_t, stable for logits of any size (``torch.nn.functional.cross_entropy``).
 
     ``target_index`` is the class (an int), or, as PyTorch allows, one probability per class
@@ -123,9 +121,9 @@ def cross_entropy(logits: Sequence[Scalar], target_index: int | Sequence[Scalar]
     logits of 1e16 give log 2 (not 0), and a class far below m adds nothing, so no
     difference of two huge logits overflows.
     """
-    if isinstance(logits, (Value, numbers.Real)):
-        msg = f"cross_entropy: logits must be one number or Value per class (a list), got one: {logits!r}"
-        raise ValueError(msg)  # noqa: TRY004 - a ValueError, as fit's check of the model's outputs gives
+    if isinstance(logits, (Value, float, int)) or isinstance(logits, numbers.Real):  # noqa: SIM101 - mypy narrows the first
+        msg = f"cross_entropy needs a list of logits, one number or Value per class, got one: {logits!r}"
+        raise ValueError(msg)  # noqa: TRY004 - a ValueError, as for logits of the wrong length
     z = [as_value(x) for x in logits]
     if not z:
         msg = "cross_entropy: logits are empty"

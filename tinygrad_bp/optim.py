@@ -386,14 +386,24 @@ class SGD(Optimizer):
         self._buffers = [v if k else None for v, k in zip(values, flags)]
 
 
+def _adam_corrections(lr: float, betas: tuple[float, float], t: int) -> tuple[float, float]:
+    """(lr / (1 - b1^t), sqrt(1 - b2^t)): Adam's bias corrections at step count t, as torch computes them.
+
+    Python floats, once per step count: NumPy's power rounds differently from Python's.
+    """
+    b1, b2 = betas
+    return lr / (1.0 - b1**t), (1.0 - b2**t) ** 0.5  # torch: bias_correction2 ** 0.5
+
+
 def _adam_update(
-    ops: Any, p: Any, grad: Any, t: Any, m: Any, v: Any, v_max: Any, lr: float, s: Adam
+    ops: Any, p: Any, grad: Any, m: Any, v: Any, v_max: Any, corrections: tuple[Any, Any], s: Adam
 ) -> tuple[Any, Any, Any, Any]:
     """(new value, m, v, v_max): ``torch.optim.Adam``'s rule (its single-tensor path), on floats or arrays.
 
     g = grad (-grad with maximize) + weight_decay * p; m = m + (1 - b1)(g - m);
     v = b2 v + (1 - b2) g^2 (with amsgrad, v_max = max(v_max, v) is used for v below);
-    p = p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), for step count t.
+    p = p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), for step count t, whose two
+    corrections (:func:`_adam_corrections`) the caller gives.
     """
     b1, b2 = s.betas
     g = -grad if s.maximize else grad
@@ -401,9 +411,7 @@ def _adam_update(
     m = m + (1.0 - b1) * (g - m)  # torch: exp_avg.lerp_(grad, 1 - b1)
     v = v * b2 + (1.0 - b2) * g * g  # torch: exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
     v_max = ops.maximum(v_max, v) if s.amsgrad else v_max
-    # Python floats for each step count (NumPy's power rounds differently from Python's)
-    step_size = ops.per_step(lambda k: lr / (1.0 - b1**k), t)
-    bias_correction2_sqrt = ops.per_step(lambda k: (1.0 - b2**k) ** 0.5, t)  # torch: bias_correction2 ** 0.5
+    step_size, bias_correction2_sqrt = corrections
     denom = ops.sqrt(v_max if s.amsgrad else v) / bias_correction2_sqrt + s.eps
     new = p + (-step_size * m) / denom  # torch's addcdiv: value * m / denom, left to right
     return new, m, v, v_max
@@ -482,13 +490,17 @@ class Adam(Optimizer):
             self._step_held(self._held, lr)
             return
         updates = []
+        corrections: dict[int, tuple[float, float]] = {}  # per step count (usually one for all)
         for i, p in enumerate(self.params):
             grad = p._grad  # the slots behind .grad and .data (read and written once per step)
             if grad is NO_GRAD:
                 continue
             t = self._t[i] + 1
+            c = corrections.get(t)
+            if c is None:
+                c = corrections[t] = _adam_corrections(lr, self.betas, t)
             state = (self._m[i], self._v[i], self._v_max[i])
-            new, m, v, v_max = _adam_update(_FLOATS, p._data, grad, t, *state, lr, self)
+            new, m, v, v_max = _adam_update(_FLOATS, p._data, grad, *state, c, self)
             for what, x in (("first moment", m), ("second moment", v), ("value", new)):
                 if not math.isfinite(x):
                     raise _not_finite("Adam", i, p, what)
@@ -503,8 +515,11 @@ class Adam(Optimizer):
             return
         t = self._array_t + 1 if held.reached is True else self._array_t + held.reached
         state = (self._array_m, self._array_v, self._array_v_max)
+        corrections = tuple(
+            held.ops.per_step(lambda k, j=j: _adam_corrections(lr, self.betas, k)[j], t) for j in (0, 1)
+        )
         with held.ops.quiet():
-            new, m, v, v_max = _adam_update(held.ops, held.data, held.grad, t, *state, lr, self)
+            new, m, v, v_max = _adam_update(held.ops, held.data, held.grad, *state, corrections, self)
         if held.reached is not True:  # some parameters got no gradient: they and their state stay
             new = held.ops.where(held.reached, new, held.data)
             m, v, v_max = (held.ops.where(held.reached, a, b) for a, b in zip((m, v, v_max), state))

@@ -301,9 +301,9 @@ TABLE: tuple[Definition, ...] = (
     # -sum_i t_i log softmax(z)_i for logits z and class probabilities t (one-hot: -log softmax(z)_k),
     # shifted by m = max z: e^(z_i - m) <= 1 never overflows, and log(s) + (m - z_i) keeps the
     # digits that (log(s) + m) - z_i would cancel. d/dz_i = (sum_j t_j) softmax(z)_i - t_i. A logit
-    # more than 746 below m has e^(z_i - m) = 0 exactly: it is written so, never computing
-    # z_i - m (for Values, with create_graph, a difference of two huge logits would overflow),
-    # and a class with t_i = 0 whose m - z_i overflows adds nothing.
+    # more than 746 below m has e^(z_i - m) = 0 exactly: it is written so, and the test reads
+    # numbers only, so that no Value ever holds z_i - m (with create_graph, a difference of two
+    # huge logits would overflow); a class with t_i = 0 whose m - z_i overflows adds nothing.
     Definition(
         "cross_entropy",
         ("*z", "*t"),

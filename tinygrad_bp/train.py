@@ -178,12 +178,6 @@ def _scalar_only(name: str, fn: Callable[[Any, Any], Value]) -> Callable[[Output
     return loss
 
 
-def _cross_entropy(out: Output, target: Any) -> Value:
-    if not isinstance(out, list):
-        raise ValueError("cross_entropy needs a list of logits per sample, got one output")
-    return _losses.cross_entropy(out, target)
-
-
 def _label(target: Any) -> Any:
     """The class a target stands for: the argmax of a row (a list or a 1-D array), else the target itself."""
     if _is_row(target):
@@ -203,8 +197,10 @@ class Objective(NamedTuple):
     of Values. ``predict`` gives the class that ``accuracy`` compares with the
     target's class (the target itself, or the argmax of a one-hot list).
     ``name``, for the built-in objectives, is the loss's name in
-    :data:`tinygrad_bp.tape.LOSSES`: the same library function, which the tape
-    replays on whole batches.
+    :data:`tinygrad_bp.tape.LOSSES`, the library function the tape replays on
+    whole batches (``loss`` is the same function, or it wrapped to one-hot
+    encode class targets and check the output's shape, which the tape's
+    objective does on whole arrays). On the tape, ``name`` is what runs.
     """
 
     loss: Callable[[Output, Any], Value]
@@ -229,7 +225,7 @@ OBJECTIVES: dict[str, Objective] = {
     ),
     # logsumexp(z) - z_t for logits z and a class index t (or -sum_i t_i log softmax(z)_i for class
     # probabilities t)
-    "cross_entropy": Objective(_cross_entropy, _argmax_of, "cross_entropy"),
+    "cross_entropy": Objective(_losses.cross_entropy, _argmax_of, "cross_entropy"),
 }
 
 

@@ -34,13 +34,6 @@ def _as_list(out: Value | Sequence[Value]) -> list[Value]:
     return [out] if isinstance(out, Value) else list(out)
 
 
-def _single(name: str, out: Any) -> Value:
-    o = _as_list(out)
-    if len(o) != 1:
-        raise ValueError(f"loss {name!r} needs a model with one output, got {len(o)}")
-    return o[0]
-
-
 #: Per-sample losses by name: the library's own (tinygrad_bp.losses), the same functions the
 #: scalar engine trains with; each builds the same graph for every sample, so one trace serves
 #: every batch. Integer class targets of a model with several outputs are one-hot encoded for
@@ -249,10 +242,12 @@ class BatchObjective:
             yield held
         finally:
             self._held = None
-            if optimizer is not None:
-                optimizer.release()
-            held.write_back()
-            held.release()
+            try:
+                if optimizer is not None:
+                    optimizer.release()
+                held.write_back()  # ValueError for a number that is not finite: nothing written then
+            finally:
+                held.release()  # the Values are free again, whatever happened
         if not held.same_as(list(self.model.parameters())):  # the block ended without an error
             raise TapeMismatchError(
                 "a parameter of the model was replaced inside the hold() block: the replays trained the "

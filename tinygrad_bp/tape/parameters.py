@@ -65,13 +65,21 @@ class _ArrayOps:
 
     @staticmethod
     def first_bad(values: np.ndarray) -> int | None:
-        """The index of the first number that is not finite, or None when all are.
-
-        One sum first (finite unless a term is, or it overflows); only then element by element.
-        """
-        if math.isfinite(float(values.sum())) or np.isfinite(values).all():
+        """The index of the first number that is not finite, or None when all are (see :func:`all_finite`)."""
+        if all_finite(values):
             return None
         return int(np.flatnonzero(~np.isfinite(values))[0])
+
+
+def all_finite(*arrays: np.ndarray) -> bool:
+    """True when every number is finite: one sum first (finite unless a term is, or it overflows).
+
+    Only a sum that is not finite looks element by element. (Call it where NumPy's overflow
+    warnings are off: a sum of finite numbers may overflow.)
+    """
+    if math.isfinite(sum(float(a.sum()) for a in arrays)):
+        return True
+    return all(bool(np.isfinite(a).all()) for a in arrays)
 
 
 class HeldParameters:
@@ -90,13 +98,12 @@ class HeldParameters:
     def __init__(self, params: Sequence[Value]) -> None:
         self.params = tuple(params)
         self.ids = frozenset(map(id, self.params))
-        for other in _active:
-            if not self.ids.isdisjoint(other.ids):
-                msg = (
-                    "these parameters are already held as arrays by another hold() block; "
-                    "a second one would train from stale numbers and be overwritten"
-                )
-                raise RuntimeError(msg)
+        if held_elsewhere(self.ids):
+            msg = (
+                "these parameters are already held as arrays by another hold() block; "
+                "a second one would train from stale numbers and be overwritten"
+            )
+            raise RuntimeError(msg)
         n = len(self.params)
         self._data = np.fromiter(map(_DATA, self.params), dtype=np.float64, count=n)
         grads = [p._grad for p in self.params]

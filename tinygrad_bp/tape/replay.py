@@ -20,6 +20,7 @@ except ImportError as _error:  # pragma: no cover - depends on the environment
 
 from .kernels import _ARGUMENTS, Stores, _checked_forward, _checked_local, _compile, _Plan
 from .parameters import HeldParameters
+from .parameters import all_finite as _all_finite
 from .parameters import held_elsewhere as _held_elsewhere
 from .recording import (
     _DATA,
@@ -778,13 +779,6 @@ def _consecutive_rows(plan: _Plan, nodes: Sequence[int]) -> slice | None:
     if rows != list(range(rows[0], rows[0] + len(rows))):
         return None
     return slice(rows[0], rows[0] + len(rows))
-
-
-def _all_finite(*arrays: np.ndarray) -> bool:
-    """True when every number is finite: one sum first (finite unless a term is, or it overflows)."""
-    if math.isfinite(sum(float(a.sum()) for a in arrays)):
-        return True
-    return all(np.isfinite(a).all() for a in arrays)
 
 
 def _as_array(a: ArrayLike, i: int) -> np.ndarray:

@@ -49,15 +49,12 @@ def _torch_namespace(torch: Any) -> types.SimpleNamespace:
     def fmax(terms: Any) -> Any:
         return terms.amax(dim=1)
 
-    def spread(x: Any) -> Any:
-        return x[:, None] if getattr(x, "ndim", 0) >= 2 else x
-
     def dot(w: Any, x: Any) -> Any:
         return (w * x).sum(dim=1)
 
     softplus = torch.nn.functional.softplus
     return array_backend(
-        torch, sigmoid=torch.sigmoid, softplus=softplus, fsum=fsum, fmax=fmax, spread=spread, dot=dot
+        torch, sigmoid=torch.sigmoid, softplus=softplus, fsum=fsum, fmax=fmax, dot=dot
     )
 
 
