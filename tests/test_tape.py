@@ -223,6 +223,60 @@ def test_sum_reduction_and_explicit_seeds(spec, seed):
     assert_close(tape.backward(seed=[1.0, 1.0, 1.0, 1.0]).params, dparams)
 
 
+@settings(max_examples=80)
+@given(specs(), st.integers(0, 2**32 - 1), st.integers(2, 5), st.lists(st.booleans(), min_size=2, max_size=4))
+def test_replays_in_the_same_arrays_agree_whatever_came_before(spec, seed, n, modes):
+    """The generated backward writes each gradient row it uses afresh: nothing of an earlier replay
+    (another batch size, with or without input gradients) leaks into the next one."""
+    params = [Value(v) for v in spec.params]
+    constants = [tg.constant(v) for v in spec.constants]
+
+    def fn(x):
+        return build(spec, x, params, constants)
+
+    X = batch_points(seed, n, spec.n_inputs)
+    references = {size: scalar_reference(fn, X[:size], params) for size in (n, n - 1)}
+    tape = trace(fn, X[0], params=params, check="none")
+    for k, inputs in enumerate(modes):
+        size = n - k % 2
+        outs, dparams, dinputs = references[size]
+        result = tape.replay(X[:size], inputs=inputs)
+        assert_close(result.outputs, outs, "outputs")
+        assert_close(result.grads.params, dparams, "d/dparams")
+        if inputs:
+            assert_close(result.grads.inputs[0], dinputs, "d/dinputs")
+
+
+def test_the_program_is_the_tables_array_forms_written_into_their_rows():
+    """print(tape.program()) shows the plan as Python: each kernel a line or a few, from the table."""
+    w = Value(0.5)
+    tape = trace(lambda x: (w * x[0] + x[1]).relu(), np.zeros(2), params=[w], check="none")
+    program = tape.program()
+    assert program.startswith("def forward(S):")
+    assert "def backward_0(S, G):" in program
+    assert "def backward_1(S, G):" in program
+    assert "_m.where(" in program  # relu's forward, "a if a > 0.0 else 0.0", as the array form writes it
+    assert "> 0.0" in program  # ... and its derivative, the mask
+    assert "out=" in program  # a product written into its rows, no array in between
+    for kernel in tape.kernels().splitlines():
+        assert f"# {kernel}" in program
+    X = np.array([[1.0, 2.0], [-3.0, 0.5]])
+    result = tape.replay(X, inputs=True)
+    assert result.outputs.tolist() == [2.5, 0.0]
+    assert result.grads.params.tolist() == [0.5 * (1.0 + 0.0)]  # mean over the batch of x0 * relu'
+    assert result.grads.inputs[0].tolist() == [[0.25, 0.5], [0.0, 0.0]]  # d/dx of the mean
+
+
+def test_a_failed_backward_leaves_nothing_behind_for_the_next_replay():
+    w = Value(1.0)
+    tape = trace(lambda x: (w * x).sqrt() + w * x, 1.0, params=[w], check="none")
+    with pytest.raises(NonDifferentiableError, match=r"sqrt.*sample 1"):
+        tape.value_and_grad([1.0, 0.0, 4.0])
+    loss, grads = tape.value_and_grad([1.0, 4.0])
+    assert loss == (1.0 + 1.0 + 2.0 + 4.0) / 2
+    assert grads.params.tolist() == [(0.5 + 1.0 + 0.25 * 4.0 / 2.0 * 2.0 + 4.0) / 2]
+
+
 def test_generated_expressions_replay_like_the_engine():
     testing = pytest.importorskip("tinygrad_bp.testing")
 

@@ -44,6 +44,7 @@ import operator
 import re
 import types
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["FLOAT", "FUNCTIONS", "GENERIC", "Signature", "array_namespace", "compile_expressions"]
@@ -598,6 +599,65 @@ def _only_if_needed(part: str, k: int) -> str:
     return f"(({part}) if {wanted} else 0.0)"
 
 
+@dataclass(frozen=True)
+class ArrayForms:
+    """An operation's array forms as source text: what ``compile_expressions`` compiles for NumPy.
+
+    Each is one expression over the input names (a group: one array with the elements on axis
+    1), ``out``, the names of ``given`` and the namespace ``_m``. The tape's program inlines
+    them (:meth:`rename`), so they are written here once for the compiled forms and the program.
+    """
+
+    names: tuple[str, ...]
+    forward: str
+    derivatives: tuple[str, ...]
+    given: tuple[tuple[str, str], ...]
+
+    def needed(self, sources: Sequence[str]) -> list[tuple[str, str]]:
+        """The givens (name, expression) that ``sources`` use, in the order they are computed."""
+        return needed(self.given, sources)
+
+    @staticmethod
+    def rename(source: str, names: dict[str, str]) -> str:
+        """``source`` with each name of ``names`` replaced by its value (a variable of the caller's)."""
+        return unparse(_Rename(names).visit(_parse(source)))
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.copy_location(ast.Name(self.names.get(node.id, node.id), node.ctx), node)
+
+
+def array_forms(
+    signature: Signature,
+    forward: str,
+    derivatives: Sequence[str],
+    domain: Sequence[tuple[str, str]] = (),
+    given: Sequence[tuple[str, str]] = (),
+) -> ArrayForms:
+    """The array backend's text of a forward, its derivatives and its givens.
+
+    Outside the domain the forward is nan, which the tape's finiteness check catches; its error
+    then comes from the float form (a domain a formula alone would not notice).
+    """
+    groups = signature.groups
+    if domain:
+        inside = " and ".join(f"({condition})" for condition, _ in domain)
+        forward = f"({forward}) if ({inside}) else nan"
+    return ArrayForms(
+        tuple(signature.names),
+        unparse(expression(forward, "array", groups)),
+        tuple(
+            _derivative_source(d, is_group, signature, "array")
+            for d, is_group in zip(derivatives, signature.is_group)
+        ),
+        tuple((name, unparse(expression(text, "array", groups))) for name, text in given),
+    )
+
+
 def domain_checks(
     name: str, domain: Sequence[tuple[str, str]], indent: str = "    ", namespace: str = "_m"
 ) -> list[str]:
@@ -640,27 +700,24 @@ def compile_expressions(
     if backend == "array":
         params = ", ".join(signature.names)
         head_f, head_l, parts_of = f"def forward({params}):", f"def local(out, {params}):", []
+        forms = array_forms(signature, forward, derivatives, domain, given)
+        forward_body, parts, given_texts = forms.forward, list(forms.derivatives), dict(forms.given)
     else:
         head_f, head_l, parts_of = "def forward(*xs):", "def local(out, *xs):", unpack(signature)
-    forward_body = unparse(expression(forward, backend, groups))
-    parts = [
-        _derivative_source(d, is_group, signature, backend)
-        for d, is_group in zip(derivatives, signature.is_group)
-    ]
+        forward_body = unparse(expression(forward, backend, groups))
+        parts = [
+            _derivative_source(d, is_group, signature, backend)
+            for d, is_group in zip(derivatives, signature.is_group)
+        ]
+        given_texts = {name: unparse(expression(text, backend, groups)) for name, text in given}
     if backend in ("generic", "array"):
         head_l = head_l[: -len("):")] + ", needs=None):"
         parts = [_only_if_needed(part, k) for k, part in enumerate(parts)]
     local_body = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
     checks = domain_checks(name, domain) if backend == "float" else []
-    if backend == "array" and domain:
-        # outside the domain the result is nan, which the tape's finiteness check catches; its
-        # error then comes from the float form (a domain a formula alone would not notice)
-        inside = " and ".join(f"({condition})" for condition, _ in domain)
-        forward_body = unparse(expression(f"({forward}) if ({inside}) else nan", backend, groups))
 
     def bindings(*sources: str) -> list[str]:
-        pairs = needed(given, sources)
-        return [f"    {name} = {unparse(expression(text, backend, groups))}" for name, text in pairs]
+        return [f"    {name} = {given_texts[name]}" for name, _ in needed(given, sources)]
 
     forward_source = [head_f, *parts_of, *checks, *bindings(forward), f"    return {forward_body}"]
     local_source = [head_l, *parts_of, *bindings(*derivatives), f"    return {local_body}"]

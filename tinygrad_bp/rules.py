@@ -38,7 +38,9 @@ from .expressions import (
     FLOAT,
     FUNCTIONS,
     GENERIC,
+    ArrayForms,
     Signature,
+    array_forms,
     array_namespace,
     check_names,
     check_scalar,
@@ -153,6 +155,17 @@ class Rule:
             )
         forms: tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]] = self._arrays["array"]
         return forms
+
+    def array_text(self) -> ArrayForms | None:
+        """The text of :meth:`array`'s expressions, for code that inlines them (None for a custom rule)."""
+        if self.definition is None:
+            return None
+        if "text" not in self._arrays:
+            d = self.definition
+            signature = Signature(d.inputs)
+            self._arrays["text"] = array_forms(signature, d.forward, d.derivatives, d.domain, d.given)
+        text: ArrayForms = self._arrays["text"]
+        return text
 
 
 def formula(definition: Definition) -> str:

@@ -95,7 +95,8 @@ built, so it replays unchecked (guards and re-tracing need ``fn``): use :func:`t
 structure could depend on values.
 
 **The rooms.** :mod:`.recording` (the trace observer and the Wengert list of one sample),
-:mod:`.kernels` (rows, the table's array forms, grouping by level), :mod:`.replay` (the Tape),
+:mod:`.kernels` (rows, the table's array forms, grouping by level), :mod:`.program` (the plan as
+generated Python: ``print(tape.program())``), :mod:`.replay` (the Tape),
 :mod:`.tracing` (:func:`trace`), :mod:`.objectives` (training with a tape), :mod:`.parameters`
 (parameters held as arrays while a tape trains them).
 

@@ -17,7 +17,10 @@ except ImportError as _error:  # pragma: no cover - depends on the environment
 from .recording import _U, _V, Instruction, _Graph
 
 if TYPE_CHECKING:
+    from tinygrad_bp.expressions import ArrayForms
     from tinygrad_bp.rules import Rule
+
+    from .program import Emitter
 
 # =================================================================================================
 # Operands: the rows a kernel reads, and where its gradient contributions go
@@ -68,7 +71,7 @@ class Stores(list["np.ndarray"]):
 
     def __init__(self, arrays: Sequence[np.ndarray]) -> None:
         super().__init__(arrays)
-        self.views: dict[int, np.ndarray] = {}
+        self.views: dict[Any, Any] = {}
 
 
 class _Rows:
@@ -105,6 +108,10 @@ class _Rows:
         if view is None:
             view = views[self.key] = self._view(s)
         return view
+
+    def view(self, stores: Sequence[np.ndarray]) -> np.ndarray:
+        """A new view of these rows of ``stores`` (not scattered ones), as :meth:`take` reads them."""
+        return self._view(stores[self.store])
 
     def _view(self, s: np.ndarray) -> np.ndarray:
         if self.kind == _STEP:
@@ -197,12 +204,12 @@ class _Kernel:
         self.level = level
         self.active = active  # does the backward pass need this kernel (without, with input grads)?
 
-    def forward(self, stores: list[np.ndarray]) -> Any:
-        """Compute and store the outputs; return what :meth:`backward` needs."""
+    def emit_forward(self, p: Emitter) -> None:
+        """Write the lines that compute the outputs into their rows (see :mod:`.program`)."""
         raise NotImplementedError
 
-    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
-        """Add the gradient contributions to the operands' gradient rows."""
+    def emit_backward(self, p: Emitter, mode: int) -> None:
+        """Write the lines that add the gradient contributions to the operands' rows."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -211,9 +218,9 @@ class _Kernel:
         return f"level {self.level}: {len(self.nodes)} x {self.op} ({where})"
 
 
-def _array_forms(rule: Rule) -> tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]]:
-    """The rule's NumPy forward and local derivatives (a table row has them; a custom rule does not)."""
-    forms = rule.array()
+def _array_text(rule: Rule) -> ArrayForms:
+    """The rule's NumPy expressions (a table row has them; a custom rule does not)."""
+    forms = rule.array_text()
     if forms is None:
         msg = f"{rule.name}: a custom operation has no array form (it runs element by element)"
         raise TypeError(msg)
@@ -226,20 +233,25 @@ class _Pointwise(_Kernel):
     def __init__(self, rule: Rule, operands: list[Operand], *args: Any) -> None:
         super().__init__(*args)
         self.op, self.operands = rule.name, operands
-        self.fn, self.local = _array_forms(rule)
-        self.wanted = _wanted(operands)
+        self.forms = _array_text(rule)
 
-    def forward(self, stores: list[np.ndarray]) -> Any:
-        values = [x.take(stores) for x in self.operands]
-        stores[self.store][self.out] = self.fn(*values)
-        return values
+    def emit_forward(self, p: Emitter) -> None:
+        names = dict(zip(self.forms.names, (p.values(x) for x in self.operands)))
+        p.store(p.out(self), self.forms, self.forms.forward, names)
 
-    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
-        g = grads[self.store][self.out]
-        derivatives = self.local(stores[self.store][self.out], *saved, needs=self.wanted[mode])
-        for operand, d in zip(self.operands, derivatives):
-            if operand.needs[mode]:
-                operand.add(grads, _times(g, d))
+    def emit_backward(self, p: Emitter, mode: int) -> None:
+        names = dict(zip(self.forms.names, (p.values(x) for x in self.operands)), out=p.out(self))
+        wanted = [j for j, operand in enumerate(self.operands) if operand.needs[mode]]
+        g = p.grad_out(self)
+        for j in wanted:
+            operand = self.operands[j]
+            contribution = p.times(g, self.forms, self.forms.derivatives[j], names)
+            p.add(operand, contribution, _batch_sum(self, operand))
+
+
+def _batch_sum(kernel: _Kernel, target: Operand) -> bool:
+    """Whether the contribution is per sample while the target's rows are uniform (summed over the batch)."""
+    return kernel.store == _V and isinstance(target, _Rows) and target.store == _U
 
 
 class _Reduction(_Kernel):
@@ -257,35 +269,34 @@ class _Reduction(_Kernel):
         super().__init__(*args)
         self.op, self.parts, self.shared = rule.name, parts, shared
         self.is_group = rule.signature.is_group
-        self.fn, self.local = _array_forms(rule)
-        self.wanted = _wanted([shared.get(j, part) for j, part in enumerate(parts)])
+        self.forms = _array_text(rule)
 
-    def _take(self, stores: list[np.ndarray]) -> list[np.ndarray]:
-        values = []
-        for j, part in enumerate(self.parts):
+    def _names(self, p: Emitter) -> dict[str, str]:
+        names = {}
+        for j, (name, part) in enumerate(zip(self.forms.names, self.parts)):
             shared = self.shared.get(j)
-            values.append(shared.take(stores)[None] if shared is not None else part.take(stores))
-        return values
+            names[name] = p.values(shared, shared=True) if shared is not None else p.values(part)
+        return names
 
-    def forward(self, stores: list[np.ndarray]) -> Any:
-        values = self._take(stores)
-        stores[self.store][self.out] = self.fn(*values)
-        return values
+    def emit_forward(self, p: Emitter) -> None:
+        p.store(p.out(self), self.forms, self.forms.forward, self._names(p))
 
-    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
-        g = grads[self.store][self.out]
-        derivatives = self.local(stores[self.store][self.out], *saved, needs=self.wanted[mode])
-        for j, (part, d) in enumerate(zip(self.parts, derivatives)):
-            shared = self.shared.get(j)
-            target = shared if shared is not None else part
-            if not target.needs[mode]:
-                continue
+    def emit_backward(self, p: Emitter, mode: int) -> None:
+        names = dict(self._names(p), out=p.out(self))
+        targets = [self.shared.get(j, part) for j, part in enumerate(self.parts)]
+        wanted = [j for j, target in enumerate(targets) if target.needs[mode]]
+        g = p.grad_out(self)
+        for j in wanted:
+            text = self.forms.derivatives[j]
             if not self.is_group[j]:
-                target.add(grads, _times(g, d))
-            elif shared is not None:
-                target.add(grads, _sum_over_nodes(g, d, shared.flat.size))
+                contribution = p.times(g, self.forms, text, names)
+            elif j in self.shared:
+                d, n = p.derivative(self.forms, text, names), self.shared[j].flat.size
+                contribution = f"{p.obj(_sum_over_nodes, 'sum_over_nodes')}({g}, {d}, {n})"
             else:
-                target.add(grads, _group_contribution(g, d, part))
+                d, part = p.derivative(self.forms, text, names), p.obj(self.parts[j], "R")
+                contribution = f"{p.obj(_group_contribution, 'group')}({g}, {d}, {part})"
+            p.add(targets[j], contribution, _batch_sum(self, targets[j]))
 
     def describe(self) -> str:
         k = len(self.nodes)
@@ -293,11 +304,6 @@ class _Reduction(_Kernel):
             return f"{super().describe()}: broadcast products"
         n = next(iter(self.shared.values())).flat.size
         return f"{super().describe()}, n={n}: one ({k}x{n}) @ ({n}xB) matrix product"
-
-
-def _wanted(operands: Sequence[Operand]) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
-    """Per mode (without, with input gradients): which operands' derivatives a backward pass uses."""
-    return tuple(op.needs[0] for op in operands), tuple(op.needs[1] for op in operands)
 
 
 def _sum_over_nodes(g: np.ndarray, d: Any, n: int) -> np.ndarray:
@@ -333,19 +339,31 @@ class _Elementwise(_Kernel):
         else:
             self.local = np.vectorize(local, otypes=[float] * arity) if arity else None
 
-    def forward(self, stores: list[np.ndarray]) -> Any:
+    def emit_forward(self, p: Emitter) -> None:
+        p.line(f"{p.obj(self, 'custom')}.forward(S)")
+
+    def emit_backward(self, p: Emitter, mode: int) -> None:
+        if self.local is None:
+            return
+        p.grad_out(self)
+        for operand in self.operands:
+            if operand.needs[mode]:
+                p.added(operand)
+        p.line(f"{p.obj(self, 'custom')}.backward(S, G, {mode})")
+
+    def forward(self, stores: Stores) -> None:
+        """Compute the outputs element by element and store them."""
         values = [x.take(stores) for x in self.operands]
         batch = stores[self.store].shape[1]
         shape = (len(self.nodes), batch)
         stores[self.store][self.out] = self.fn(*[np.broadcast_to(v, shape) for v in values])
-        return values
 
-    def backward(self, stores: list[np.ndarray], grads: list[np.ndarray], saved: Any, mode: int) -> None:
-        if self.local is None:
-            return
+    def backward(self, stores: Stores, grads: Stores, mode: int) -> None:
+        """Add g * local derivative, element by element, to the operands that need it in this mode."""
         g = grads[self.store][self.out]
         out = stores[self.store][self.out]
-        derivatives = self.local(out, *[np.broadcast_to(v, out.shape) for v in saved])
+        values = [x.take(stores) for x in self.operands]
+        derivatives = self.local(out, *[np.broadcast_to(v, out.shape) for v in values])
         if len(self.operands) == 1:
             derivatives = (derivatives,)
         for operand, d in zip(self.operands, derivatives):

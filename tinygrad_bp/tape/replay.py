@@ -8,7 +8,7 @@ import operator
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tinygrad_bp.errors import NonDifferentiableError, OperationOverflowError, TapeMismatchError
 from tinygrad_bp.value import Value, _failed, _overflow
@@ -22,6 +22,7 @@ from .kernels import _ARGUMENTS, Stores, _checked_forward, _checked_local, _comp
 from .parameters import HeldParameters
 from .parameters import all_finite as _all_finite
 from .parameters import held_elsewhere as _held_elsewhere
+from .program import Program
 from .recording import (
     _DATA,
     _U,
@@ -43,6 +44,9 @@ from .recording import (
     _roles,
     _structure,
 )
+
+if TYPE_CHECKING:
+    from tinygrad_bp.rules import Rule
 
 # =================================================================================================
 # The tape
@@ -111,8 +115,7 @@ def _is_batch(arrays: Sequence[np.ndarray], shapes: Sequence[Shape]) -> bool:
 class _Forward(NamedTuple):
     """The state a forward replay leaves for the backward pass."""
 
-    stores: list[np.ndarray]
-    saved: list[Any]
+    stores: Stores
     batched: bool
     batch: int
     scratch: _Scratch | None  # the reusable arrays it ran in, if any
@@ -160,6 +163,14 @@ class _Workspace(threading.local):
         return scratch
 
 
+def _program(plan: _Plan, graph: _Graph) -> Program:
+    """The plan's generated passes; the caller seeds the output's gradient, reads the params' and inputs'."""
+    out = graph.outputs[0]
+    params = {(_U, r) for r in range(len(graph.params))}
+    inputs = {(_V, r) for r in range(graph.n_inputs)}
+    return Program(plan, (int(plan.store[out]), int(plan.row[out])), (params, params | inputs))
+
+
 def _fresh_stores(plan: _Plan, n: int) -> Stores:
     """Value stores for a batch of ``n``: zeros (a view may span padding); the arguments come per replay."""
     return Stores([np.zeros((plan.n_v, n)), np.zeros((plan.n_u, 1))])
@@ -205,6 +216,7 @@ class Tape:
                 f"the shapes {self._shapes} hold {self._offsets[-1]} inputs, not {graph.n_inputs}"
             )
         self._plan = _compile(graph, self._offsets)
+        self._program = _program(self._plan, graph)
         self._structure = list(structure)
         self._param_roles = _roles("p", graph.params)
         self._param_ids = frozenset(map(id, graph.params))
@@ -337,6 +349,14 @@ class Tape:
     def kernels(self) -> str:
         """The compiled plan: one line per array operation, in the order the forward pass runs them."""
         return "\n".join(k.describe() for k in self._plan.kernels)
+
+    def program(self) -> str:
+        """The Python that replays the plan: one function for the forward pass, one per backward mode.
+
+        Each kernel is a line or a few: the rule table's array expressions over views of the rows
+        it reads, written into the rows it computes (see :mod:`tinygrad_bp.tape.program`).
+        """
+        return self._program.source
 
     # --- replay ---------------------------------------------------------------------------------
 
@@ -539,12 +559,12 @@ class Tape:
         with np.errstate(all="ignore"):
             self._load(stores, arrays, held, fill=fill)
             if mode == "none":
-                saved = self._run_kernels(stores, arrays, filled=fill)
+                self._run_kernels(stores, arrays, filled=fill)
         if mode != "none":  # fn runs with the caller's NumPy settings
             self._retrace(stores[_V][: self._graph.n_inputs], n if mode == "all" else 1)
             with np.errstate(all="ignore"):
-                saved = self._run_kernels(stores, arrays, filled=fill)
-        state = _Forward(stores, saved, batched, n, scratch, [] if fill else arrays, fill)
+                self._run_kernels(stores, arrays, filled=fill)
+        state = _Forward(stores, batched, n, scratch, [] if fill else arrays, fill)
         self._check_guards(state)
         return state
 
@@ -570,17 +590,16 @@ class Tape:
             stores[_U][:n_p, 0] = held.checked_data()
         stores[_U][n_p : n_p + n_c, 0] = np.fromiter(map(_DATA, g.constants), dtype=float, count=n_c)
 
-    def _run_kernels(self, stores: Stores, arrays: list[np.ndarray], *, filled: bool) -> list[Any]:
-        """Every kernel forward; the error of the first operation that left its domain or overflowed."""
+    def _run_kernels(self, stores: Stores, arrays: list[np.ndarray], *, filled: bool) -> None:
+        """The generated forward pass; the error of the first operation that left its domain or overflowed."""
         g = self._graph
-        saved = [k.forward(stores) for k in self._plan.kernels]
+        self._program.forward(stores)
         # the leaves are finite (inputs checked first, params and constants by construction)
         computed = (stores[_V][g.n_inputs :], stores[_U][g.n_leaves - g.n_inputs :])
         if not _all_finite(*computed):
             if not filled:  # the error names the operands' values: the inputs' too
                 self._fill(arrays, stores[_V][: g.n_inputs])
             raise self._forward_error(stores)
-        return saved
 
     def _values(self, state: _Forward, node: int) -> np.ndarray:
         """One node's value per sample, shape (batch,)."""
@@ -588,33 +607,44 @@ class Tape:
         return values if self._plan.store[node] == _V else np.full(state.batch, values[0])
 
     def _backward(self, state: _Forward, seeds: np.ndarray, inputs: bool) -> Gradients:
-        plan, g = self._plan, self._graph
-        if state.scratch is None:
-            grads = _gradient_stores(plan, state.stores)
-        else:
-            grads = state.scratch.grads
-            grads[_U].fill(0.0)
-            grads[_V][0 if inputs else g.n_inputs :].fill(0.0)  # no kernel adds into an input's row then
-        out = g.outputs[0]
-        self._row(grads, out)[:] += seeds if plan.store[out] == _V else seeds.sum()
-        mode = int(inputs)
+        g = self._graph
+        grads = _gradient_stores(self._plan, state.stores) if state.scratch is None else state.scratch.grads
         with np.errstate(all="ignore"):  # (the check's sum may overflow: it then looks element by element)
-            for kernel, saved in zip(reversed(plan.kernels), reversed(state.saved)):
-                if kernel.active[mode]:
-                    kernel.backward(state.stores, grads, saved, mode)
+            self._run_backward(state, grads, seeds, inputs)  # (it writes or zeroes every row it reads)
             finite = _all_finite(grads[_V][0 if inputs else g.n_inputs :], grads[_U])
         if not finite:
-            if not inputs:
-                grads[_V][: g.n_inputs].fill(0.0)  # rows this pass left alone: not the culprit
-            if not state.filled:  # the error names the operands' values: the inputs' too
-                self._fill(state.arrays, state.stores[_V][: g.n_inputs])
-            raise self._backward_error(state, grads)
+            raise self._failed_backward(state, grads, seeds, inputs)
         n_in, n_p = g.n_inputs, len(g.params)
         params = grads[_U][:n_p, 0].copy()
         if not inputs:
             return Gradients(params)
         table = grads[_V][:n_in].T
         return Gradients(params, self._split(table if state.scratch is None else table.copy(), state.batched))
+
+    def _run_backward(self, state: _Forward, grads: Stores, seeds: np.ndarray, inputs: bool) -> None:
+        """The generated backward pass, from the seeds dL/d out_i."""
+        out = self._graph.outputs[0]
+        self._row(grads, out)[:] = seeds if self._plan.store[out] == _V else seeds.sum()
+        self._program.backward[int(inputs)](state.stores, grads)
+
+    def _failed_backward(
+        self, state: _Forward, grads: Stores, seeds: np.ndarray, inputs: bool
+    ) -> NonDifferentiableError:
+        """The error of a backward pass whose gradients are not all finite.
+
+        The pass runs again in zeroed stores, so that every row holds this pass's gradient
+        (the rows it does not write hold another pass's); the stores are zeroed again after.
+        """
+        for store in grads[:_ARGUMENTS]:
+            store.fill(0.0)
+        with np.errstate(all="ignore"):
+            self._run_backward(state, grads, seeds, inputs)
+        if not state.filled:  # the error names the operands' values: the inputs' too
+            self._fill(state.arrays, state.stores[_V][: self._graph.n_inputs])
+        error = self._backward_error(state, grads)
+        for store in grads[:_ARGUMENTS]:
+            store.fill(0.0)
+        return error
 
     def _split(self, table: np.ndarray, batched: bool) -> tuple[np.ndarray, ...]:
         """(batch, n_inputs) -> one array per argument, shaped like that argument."""
@@ -715,19 +745,40 @@ class Tape:
     def _backward_error(self, state: _Forward, grads: list[np.ndarray]) -> NonDifferentiableError:
         """NonDifferentiableError naming the operation whose local derivative is not finite.
 
-        That is the last operation whose own gradient is finite while an operand's is not.
+        That is the last operation whose own gradient is finite while its contribution to an
+        operand is not (g times its local derivative, on some sample). An operand's gradient
+        alone does not tell: a parameter's sums every operation's contribution over the batch.
         """
-        for ins in reversed(self._graph.instructions):
+        instructions = list(zip(self._graph.instructions, self._graph.rules))
+        for ins, rule in reversed(instructions):
             if self._first_bad(grads, ins.out) is not None:
                 continue
-            bad = [b for b in (self._first_bad(grads, a) for a in ins.args) if b is not None]
-            if bad:
-                shown = ", ".join(repr(x) for x in self._sample_args(state.stores, ins, bad[0]))
+            bad = [j for j, a in enumerate(ins.args) if self._first_bad(grads, a) is not None]
+            b = self._bad_contribution(state, grads, ins, rule, bad) if bad else None
+            if b is not None:
+                shown = ", ".join(repr(x) for x in self._sample_args(state.stores, ins, b))
                 return NonDifferentiableError(
                     f"{ins.op}: the local derivative is not finite at inputs ({shown}) "
-                    f"(replaying {self._line(ins)} on sample {bad[0]})"
+                    f"(replaying {self._line(ins)} on sample {b})"
                 )
         return NonDifferentiableError("replay: a gradient is not finite")  # pragma: no cover
+
+    def _bad_contribution(
+        self, state: _Forward, grads: list[np.ndarray], ins: Instruction, rule: Rule, positions: list[int]
+    ) -> int | None:
+        """The first sample on which g * d out/d x_j of ``ins`` is not finite, for a j of ``positions``."""
+        per_sample = self._plan.store[ins.out] == _V
+        outs, upstream = self._row(state.stores, ins.out), self._row(grads, ins.out)
+        for b in range(state.batch if per_sample else 1):
+            xs = self._sample_args(state.stores, ins, b)
+            try:
+                local = rule.local(float(outs[b]), *xs)
+            except (ArithmeticError, ValueError):
+                return b
+            g = float(upstream[b])
+            if not all(math.isfinite(g * float(local[j])) for j in positions):
+                return b
+        return None
 
     # --- the scalar interpreter -----------------------------------------------------------------
 

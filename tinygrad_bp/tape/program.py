@@ -1,0 +1,315 @@
+"""The compiled plan as generated Python: one forward function and one backward function per mode.
+
+Each kernel writes its own lines (``emit_forward``, ``emit_backward``): which array form it
+calls on which rows, and where each gradient contribution is added. This module only names the
+rows and objects those lines use, binds the views of a replay's stores once per set of stores,
+and compiles the text. Running the plan is then one call per pass, with no loop over kernels,
+no lookup of an operand's rows and no test of a flag that the plan already decided:
+``print(tape.program())`` shows the whole program.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+import numpy as np
+
+from tinygrad_bp.expressions import array_namespace
+
+from .kernels import _ARGUMENTS, _FANCY, Operand, Stores, _Kernel, _MixedRows, _Rows
+from .recording import _U, _V
+
+if TYPE_CHECKING:
+    from tinygrad_bp.expressions import ArrayForms
+
+    from .kernels import _Plan
+
+Pass = Callable[[Stores], None]
+Row = tuple[int, int]  # (store, row)
+BackwardPass = Callable[[Stores, Stores], None]
+
+
+class Emitter:
+    """The source of one generated function: its lines, and the names of the views and objects they use.
+
+    Views of the value store ``S`` and the gradient store ``G`` that are the same for every replay
+    in those stores are bound once per store (:meth:`bound`); an argument's rows (a new array at
+    every replay) and scattered rows (a copy) are taken at the top of every call.
+    """
+
+    def __init__(self, namespace: dict[str, Any], offsets: Sequence[int] = (0,)) -> None:
+        self.namespace = namespace
+        self.offsets = offsets  # the arguments' first rows in V
+        self.written: set[Row] = set()  # gradient rows this pass has written so far
+        self.zero: set[Row] = set()  # gradient rows it must zero when it starts
+        namespace.setdefault("_m", array_namespace())
+        namespace.setdefault("_np", np)
+        self.lines: list[str] = []
+        self.per_call: list[str] = []
+        self.bound_s: dict[str, str] = {}  # name -> the expression binding it, once per S
+        self.bound_g: dict[str, str] = {}  # the same, once per G
+        self._names: dict[tuple[Any, ...], str] = {}
+
+    def line(self, text: str) -> None:
+        """One statement of the function's body."""
+        self.lines.append(f"    {text}")
+
+    def obj(self, value: Any, prefix: str) -> str:
+        """The name under which the program reaches ``value`` (a function, an operand, a kernel)."""
+        key = ("obj", id(value))
+        if key not in self._names:
+            name = f"{prefix}{len(self.namespace)}"
+            self.namespace[name] = value
+            self._names[key] = name
+        return self._names[key]
+
+    def values(self, operand: Operand, *, shared: bool = False) -> str:
+        """The name of an operand's values in ``S``, ``idx.shape + (batch,)`` (a leading 1 if ``shared``)."""
+        key = ("values", id(operand), shared)
+        if key in self._names:
+            return self._names[key]
+        name = f"x{len(self._names)}"
+        take = f"{self.obj(operand, 'R')}.take(S)" + ("[None]" if shared else "")
+        if not _is_view(operand):  # a copy: taken where it is used, once the rows hold their values
+            self._names[("copy", len(self._names))] = name
+            self.line(f"{name} = {take}")
+            return name
+        self._names[key] = name
+        if operand.store < _ARGUMENTS:
+            self.bound_s[name] = take
+        else:
+            self.per_call.append(f"    {name} = {take}")
+        return name
+
+    def out(self, kernel: _Kernel) -> str:
+        """The name of a kernel's output rows in ``S`` (a view)."""
+        return self._bound(("out", id(kernel)), "o", f"S[{kernel.store}][{_slice(kernel.out)}]", self.bound_s)
+
+    def grad_out(self, kernel: _Kernel) -> str:
+        """The name of the gradient of a kernel's output rows in ``G`` (a view); rows nothing wrote are 0."""
+        self.read({(kernel.store, r) for r in range(kernel.out.start, kernel.out.stop)})
+        return self._bound(("g", id(kernel)), "g", f"G[{kernel.store}][{_slice(kernel.out)}]", self.bound_g)
+
+    def read(self, rows: set[Row]) -> None:
+        """These gradient rows are read: those that no contribution has written are zeroed first."""
+        self.zero |= rows - self.written
+
+    def inline(self, forms: ArrayForms, text: str, names: dict[str, str]) -> str:
+        """One of the rule's array expressions over the variables ``names``.
+
+        The givens it uses are computed first, once per kernel: their variables join ``names``.
+        """
+        for given, source in forms.needed([text]):
+            if given not in names:
+                variable = names[given] = f"{given}_{len(self._names)}"
+                self._names[("given", variable)] = variable
+                self.line(f"{variable} = {forms.rename(source, names)}")
+        return forms.rename(text, names)
+
+    def store(self, out: str, forms: ArrayForms, text: str, names: dict[str, str]) -> None:
+        """``out[...] = expression``, for one of the rule's expressions (see :meth:`assign`)."""
+        self.assign(out, self.inline(forms, text, names))
+
+    def assign(self, out: str, source: str) -> None:
+        """``out[...] = source``: computed into ``out`` by its last operation when that is a ufunc.
+
+        ``np.add(a, b, out=o)`` is ``o[...] = a + b`` to the bit, without the array in between.
+        """
+        tree = ast.parse(source, mode="eval").body
+        if isinstance(tree, ast.BinOp) and type(tree.op) in _UFUNCS:
+            operands = f"{ast.unparse(tree.left)}, {ast.unparse(tree.right)}"
+            self.line(f"_np.{_UFUNCS[type(tree.op)]}({operands}, out={out})")
+        elif isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.USub):
+            self.line(f"_np.negative({ast.unparse(tree.operand)}, out={out})")
+        elif isinstance(tree, ast.Call) and _is_ufunc_call(tree, self.namespace["_m"]):
+            tree.keywords.append(ast.keyword("out", ast.Name(out, ast.Load())))
+            self.line(ast.unparse(tree))
+        else:
+            self.line(f"{out}[...] = {source}")
+
+    def derivative(self, forms: ArrayForms, text: str, names: dict[str, str]) -> str:
+        """A local derivative: a number as such (the helpers test for one), else its expression."""
+        number = _number(text)
+        if number is not None:
+            return repr(number)
+        inlined = self.inline(forms, text, names)
+        return inlined if inlined.isidentifier() else f"({inlined})"
+
+    def times(self, g: str, forms: ArrayForms, text: str, names: dict[str, str]) -> str:
+        """g times a local derivative, without a multiplication by 1 or -1."""
+        number = _number(text)
+        if number == 1.0:
+            return g
+        if number == -1.0:
+            return f"-{g}"
+        return f"{g} * {self.derivative(forms, text, names)}"
+
+    def add(self, target: Operand, contribution: str, batch_sum: bool) -> None:
+        """Add ``contribution`` to the target's gradient rows (``batch_sum``: per sample, to uniform rows).
+
+        The sum over the batch is d/dp of sum_i L_i for a uniform node. The first contribution to
+        rows that nothing has written yet in this pass is written into them (no zeroing, no sum
+        with 0); later ones are added in place (``-g`` subtracted). Scattered rows go through the
+        operand's own ``add``, into rows zeroed when the pass starts.
+        """
+        if not _is_view(target):
+            self.added(target)
+            self.line(f"{self.obj(target, 'R')}.add(G, {contribution})")
+            return
+        rows = self._rows(target)
+        first = self.written.isdisjoint(rows)
+        if not first:
+            self.zero |= rows - self.written
+        self.written |= rows
+        view = self._bound(("grad", id(target)), "d", f"{self.obj(target, 'R')}.view(G)", self.bound_g)
+        sign, plain = ("-", contribution[1:]) if contribution.startswith("-") else ("", contribution)
+        if plain.isidentifier():  # the upstream gradient itself, (k, batch) per sample
+            total = f"{plain}.sum(axis=-1, keepdims=True)" if batch_sum else plain
+            if first:
+                self.assign(view, f"{sign}{total}")
+            else:
+                self.line(f"{view} {sign or '+'}= {total}")
+            return
+        if batch_sum:  # (a contribution may come summed already: a matrix product over the batch)
+            self.line(f"c = {contribution}")
+            contribution = "c if c.shape[-1] == 1 else c.sum(axis=-1, keepdims=True)"
+            self.line(f"{view}[...] = {contribution}" if first else f"{view} += {contribution}")
+        elif first:
+            self.assign(view, contribution)
+        else:
+            self.line(f"{view} += {contribution}")
+
+    def added(self, target: Operand) -> None:
+        """Code outside this pass's lines adds into the target's gradient rows: they must start at 0."""
+        rows = self._rows(target)
+        self.zero |= rows - self.written
+        self.written |= rows
+
+    def _rows(self, target: Operand) -> set[Row]:
+        """The (store, row) pairs of the target's gradient; an argument's rows are rows of V."""
+        if isinstance(target, _MixedRows):
+            return self._rows(target.v) | self._rows(target.u)
+        if target.store < _ARGUMENTS:
+            return {(target.store, int(r)) for r in target.flat}
+        start = self.offsets[target.store - _ARGUMENTS]
+        return {(_V, start + int(r)) for r in target.flat}
+
+    def zeroes(self) -> list[str]:
+        """The lines that zero the rows this pass adds into or reads before anything writes them."""
+        lines = []
+        for store in (_V, _U):
+            rows = sorted(r for s, r in self.zero if s == store)
+            for lo, hi in _runs(rows):
+                lines.append(f"    G[{store}][{lo}:{hi}] = 0.0")
+        return lines
+
+    def _bound(self, key: tuple[Any, ...], prefix: str, expression: str, table: dict[str, str]) -> str:
+        if key not in self._names:
+            name = self._names[key] = f"{prefix}{len(self._names)}"
+            table[name] = expression
+        return self._names[key]
+
+
+_UFUNCS = {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply", ast.Div: "true_divide"}
+
+
+def _is_ufunc_call(tree: ast.Call, namespace: Any) -> bool:
+    """Whether ``tree`` is a call ``_m.f(...)`` of a NumPy ufunc (which takes ``out=``)."""
+    if not isinstance(tree.func, ast.Attribute) or tree.keywords:
+        return False
+    function = tree.func
+    return (
+        isinstance(function.value, ast.Name)
+        and function.value.id == "_m"
+        and isinstance(getattr(namespace, function.attr, None), np.ufunc)
+    )
+
+
+def _number(text: str) -> float | None:
+    """The number an expression is, if it is one (a derivative such as "1.0" or "-2.0")."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _slice(s: slice) -> str:
+    return f"{s.start}:{s.stop}"
+
+
+def _is_view(operand: Operand) -> TypeGuard[_Rows]:
+    """Whether the operand's values are a view (else a copy of scattered rows).
+
+    A view of ``S``'s own stores is the same array at every replay in them; a view of an
+    argument is new at every replay.
+    """
+    return isinstance(operand, _Rows) and operand.kind != _FANCY
+
+
+class Program:
+    """A plan's generated passes: ``forward(S)``, and ``backward[mode](S, G)`` (mode 1: input gradients too).
+
+    ``source`` is the text of all of them, as compiled.
+    """
+
+    def __init__(self, plan: _Plan, output: Row, returned: Sequence[set[Row]]) -> None:
+        """Generate and compile the passes of ``plan``.
+
+        ``output``: the (store, row) of the output, whose gradient the caller writes (the seeds)
+        before a backward pass; ``returned[mode]``: the gradient rows the caller reads after it.
+        """
+        self._key = id(self)  # the bound views' key in a Stores (this program lives as long as its tape)
+        namespace: dict[str, Any] = {}
+        forward = Emitter(namespace)
+        for kernel in plan.kernels:
+            forward.line(f"# {kernel.describe()}")
+            kernel.emit_forward(forward)
+        backwards = []
+        for mode in (0, 1):
+            backward = Emitter(namespace, plan.offsets)
+            backward.written.add(output)
+            for kernel in reversed(plan.kernels):
+                if kernel.active[mode]:
+                    backward.line(f"# {kernel.describe()}")
+                    kernel.emit_backward(backward, mode)
+            backward.read(returned[mode])
+            backwards.append(backward)
+        chunks = [_function("forward", "S", forward, self._key)]
+        chunks += [_function(f"backward_{mode}", "S, G", e, self._key) for mode, e in enumerate(backwards)]
+        self.source = "\n\n".join(chunks)
+        exec(compile(self.source, "<tape program>", "exec"), namespace)  # noqa: S102 - generated from the plan
+        self.forward: Pass = namespace["forward"]
+        self.backward: Sequence[BackwardPass] = (namespace["backward_0"], namespace["backward_1"])
+
+
+def _runs(rows: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted rows as (lo, hi) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for r in rows:
+        if runs and runs[-1][1] == r:
+            runs[-1] = (runs[-1][0], r + 1)
+        else:
+            runs.append((r, r + 1))
+    return runs
+
+
+def _function(name: str, params: str, e: Emitter, key: int) -> str:
+    """One generated pass: bind (or reuse) the views of its stores, take the per-call ones, run its lines."""
+    lines = [f"def {name}({params}):"]
+    for store, table in (("S", e.bound_s), ("G", e.bound_g)):
+        if not table:
+            continue
+        names = ", ".join(table) + ("," if len(table) == 1 else "")
+        views = ", ".join(table.values()) + ("," if len(table) == 1 else "")
+        lines += [
+            f"    bound = {store}.views.get(({key}, {name!r}))",
+            "    if bound is None:",
+            f"        bound = {store}.views[({key}, {name!r})] = ({views})",
+            f"    ({names}) = bound",
+        ]
+    lines += e.zeroes()
+    lines += e.per_call
+    lines += e.lines or ["    pass"]
+    return "\n".join(lines)
