@@ -255,7 +255,7 @@ def test_the_program_is_the_tables_array_forms_written_into_their_rows():
     assert program.startswith("def forward(S):")
     assert "def backward_0(S, G):" in program
     assert "def backward_1(S, G):" in program
-    assert "_m.where(" in program  # relu's forward, "a if a > 0.0 else 0.0", as the array form writes it
+    assert "_np.maximum(" in program  # relu's forward, "a if a > 0.0 else 0.0": where(a > 0.0, a, 0.0)
     assert "> 0.0" in program  # ... and its derivative, the mask
     assert "out=" in program  # a product written into its rows, no array in between
     for kernel in tape.kernels().splitlines():
@@ -265,6 +265,17 @@ def test_the_program_is_the_tables_array_forms_written_into_their_rows():
     assert result.outputs.tolist() == [2.5, 0.0]
     assert result.grads.params.tolist() == [0.5 * (1.0 + 0.0)]  # mean over the batch of x0 * relu'
     assert result.grads.inputs[0].tolist() == [[0.25, 0.5], [0.0, 0.0]]  # d/dx of the mean
+
+
+def test_relu_as_one_maximum_gives_the_engines_numbers_to_the_sign_of_zero():
+    """The program writes where(a > 0, a, 0) as maximum(a, 0): a tie gives 0.0 in both, never -0.0."""
+    tape = trace(lambda x: x.relu() * -1.0, 1.0, check="none")
+    assert "_np.maximum(" in tape.program()
+    points = [-0.0, 0.0, -1e-300, 2.5, -3.0]
+    outs = tape.forward(points)
+    expected = [(tg.Value(p).relu() * -1.0).data for p in points]
+    assert [math.copysign(1.0, v) for v in outs] == [math.copysign(1.0, v) for v in expected]
+    assert outs.tolist() == expected
 
 
 def test_a_failed_backward_leaves_nothing_behind_for_the_next_replay():

@@ -359,14 +359,15 @@ class SGD(Optimizer):
         """The same step on held arrays: computed and checked whole, then written in place."""
         if held.reached is False:
             return
-        with held.ops.quiet():
+        with held.ops.quiet():  # (the check's first sum may overflow too)
             new, b = _sgd_update(
                 held.ops, held.data, held.grad, self._array_buffer, self._array_known, lr, self
             )
-        if held.reached is not True:  # some parameters got no gradient: they keep their value
-            new = held.ops.where(held.reached, new, held.data)
-            b = held.ops.where(held.reached, b, self._array_buffer)
-        _check_held("SGD", held, {"momentum buffer": b, "value": new} if self.momentum else {"value": new})
+            if held.reached is not True:  # some parameters got no gradient: they keep their value
+                new = held.ops.where(held.reached, new, held.data)
+                b = held.ops.where(held.reached, b, self._array_buffer)
+            checked = {"momentum buffer": b, "value": new} if self.momentum else {"value": new}
+            _check_held("SGD", held, checked)
         held.data[:] = new
         if self.momentum:
             self._array_buffer = b
@@ -518,12 +519,12 @@ class Adam(Optimizer):
         corrections = tuple(
             held.ops.per_step(lambda k, j=j: _adam_corrections(lr, self.betas, k)[j], t) for j in (0, 1)
         )
-        with held.ops.quiet():
+        with held.ops.quiet():  # (the check's first sum may overflow too)
             new, m, v, v_max = _adam_update(held.ops, held.data, held.grad, *state, corrections, self)
-        if held.reached is not True:  # some parameters got no gradient: they and their state stay
-            new = held.ops.where(held.reached, new, held.data)
-            m, v, v_max = (held.ops.where(held.reached, a, b) for a, b in zip((m, v, v_max), state))
-        _check_held("Adam", held, {"first moment": m, "second moment": v, "value": new})
+            if held.reached is not True:  # some parameters got no gradient: they and their state stay
+                new = held.ops.where(held.reached, new, held.data)
+                m, v, v_max = (held.ops.where(held.reached, a, b) for a, b in zip((m, v, v_max), state))
+            _check_held("Adam", held, {"first moment": m, "second moment": v, "value": new})
         held.data[:] = new
         self._array_t, self._array_m, self._array_v, self._array_v_max = t, m, v, v_max
 

@@ -118,7 +118,10 @@ class Emitter:
         ``np.add(a, b, out=o)`` is ``o[...] = a + b`` to the bit, without the array in between.
         """
         tree = ast.parse(source, mode="eval").body
-        if isinstance(tree, ast.BinOp) and type(tree.op) in _UFUNCS:
+        clip = _clip(tree)
+        if clip is not None:
+            self.line(f"{clip}, out={out})")
+        elif isinstance(tree, ast.BinOp) and type(tree.op) in _UFUNCS:
             operands = f"{ast.unparse(tree.left)}, {ast.unparse(tree.right)}"
             self.line(f"_np.{_UFUNCS[type(tree.op)]}({operands}, out={out})")
         elif isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.USub):
@@ -213,6 +216,25 @@ class Emitter:
 
 
 _UFUNCS = {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply", ast.Div: "true_divide"}
+
+
+def _clip(tree: ast.expr) -> str | None:
+    """``where(a > b, a, b)`` (relu's ``a if a > 0.0 else 0.0``) as ``maximum(a, b`` (``<``: minimum).
+
+    One pass instead of three (a comparison, a choice, a copy), and the same numbers: on a tie
+    both give ``b`` (0.0 for a = -0.0); only a NaN differs, which maximum keeps and ``where``
+    hides, and it comes from a value that the finiteness check refuses anyway.
+    """
+    if not (isinstance(tree, ast.Call) and ast.unparse(tree.func) == "_m.where" and len(tree.args) == 3):
+        return None
+    test, chosen, other = tree.args
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return None
+    function = {ast.Gt: "maximum", ast.Lt: "minimum"}.get(type(test.ops[0]))
+    same = ast.dump(test.left) == ast.dump(chosen) and ast.dump(test.comparators[0]) == ast.dump(other)
+    if function is None or not same:
+        return None
+    return f"_np.{function}({ast.unparse(chosen)}, {ast.unparse(other)}"
 
 
 def _is_ufunc_call(tree: ast.Call, namespace: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import operator
@@ -406,7 +407,8 @@ class Tape:
         """
         if self._last is None:
             raise TapeMismatchError("backward(): call forward(...) first")
-        return self._backward(self._last, _seeds(reduction, seed, self._last.batch), inputs)
+        with np.errstate(all="ignore"):
+            return self._backward(self._last, _seeds(reduction, seed, self._last.batch), inputs)
 
     def value_and_grad(
         self,
@@ -434,17 +436,21 @@ class Tape:
         """Forward and backward in one call, with everything: see :class:`Replay`."""
         held = self._check_params(params)
         try:
+            if _check_mode(self.check if check is None else check, self) == "none":
+                with np.errstate(all="ignore"):  # one block for the whole replay: fn does not run
+                    state = self._forward(args, check, held, reuse=True, quiet=True)
+                    return self._replay(state, reduction, inputs)
             state = self._forward(args, check, held, reuse=True)
-            return self._replay(state, reduction, inputs)
+            with np.errstate(all="ignore"):
+                return self._replay(state, reduction, inputs)
         finally:
             self._workspace.drop_arguments()
 
     def _replay(self, state: _Forward, reduction: Reduction, inputs: bool) -> Replay:
-        """The rest of :meth:`replay`, after its forward pass."""
+        """The rest of :meth:`replay`, after its forward pass (where NumPy's warnings are off)."""
         out = self._values(state, self._graph.outputs[0]).copy()  # the store is reused
         seeds = _seeds(reduction, None, state.batch)
-        with np.errstate(all="ignore"):
-            total = float(out.sum())  # (numpy's mean is this sum divided by n, through a slower path)
+        total = float(out.sum())  # (numpy's mean is this sum divided by n, through a slower path)
         if not math.isfinite(total):  # every output is finite: their sum overflowed
             msg = f"replay: the {reduction} of the batch's {state.batch} losses is too large for a float"
             raise OperationOverflowError(msg)
@@ -541,14 +547,20 @@ class Tape:
         self._fill(arrays, x)
 
     def _forward(
-        self, args: Sequence[ArrayLike], check: Check | None, held: HeldParameters | None, *, reuse: bool
+        self,
+        args: Sequence[ArrayLike],
+        check: Check | None,
+        held: HeldParameters | None,
+        *,
+        reuse: bool,
+        quiet: bool = False,
     ) -> _Forward:
         """Run the kernels forward.
 
         ``held``: the params held as arrays (else they are read from the Values); ``reuse``: run
         in this thread's scratch arrays (the caller copies out what it keeps). The finiteness
-        checks run where NumPy's warnings are off: their first sum may overflow (it then looks
-        element by element), which is no reason to warn.
+        checks run where NumPy's warnings are off (``quiet``: the caller turned them off): their
+        first sum may overflow (it then looks element by element), which is no reason to warn.
         """
         arrays, batched, n = self._arguments(args)
         mode = _check_mode(self.check if check is None else check, self)
@@ -556,7 +568,7 @@ class Tape:
         stores = scratch.stores if scratch else _fresh_stores(self._plan, n)
         # one replay reads its inputs where they are; forward() keeps a copy, for backward() later
         fill = self._inputs_in_store or mode != "none" or not reuse
-        with np.errstate(all="ignore"):
+        with _QUIET if quiet else np.errstate(all="ignore"):
             self._load(stores, arrays, held, fill=fill)
             if mode == "none":
                 self._run_kernels(stores, arrays, filled=fill)
@@ -607,12 +619,11 @@ class Tape:
         return values if self._plan.store[node] == _V else np.full(state.batch, values[0])
 
     def _backward(self, state: _Forward, seeds: np.ndarray, inputs: bool) -> Gradients:
+        # (called where NumPy's warnings are off: the check's sum may overflow, then it looks closer)
         g = self._graph
         grads = _gradient_stores(self._plan, state.stores) if state.scratch is None else state.scratch.grads
-        with np.errstate(all="ignore"):  # (the check's sum may overflow: it then looks element by element)
-            self._run_backward(state, grads, seeds, inputs)  # (it writes or zeroes every row it reads)
-            finite = _all_finite(grads[_V][0 if inputs else g.n_inputs :], grads[_U])
-        if not finite:
+        self._run_backward(state, grads, seeds, inputs)  # (it writes or zeroes every row it reads)
+        if not _all_finite(grads[_V][0 if inputs else g.n_inputs :], grads[_U]):
             raise self._failed_backward(state, grads, seeds, inputs)
         n_in, n_p = g.n_inputs, len(g.params)
         params = grads[_U][:n_p, 0].copy()
@@ -637,8 +648,7 @@ class Tape:
         """
         for store in grads[:_ARGUMENTS]:
             store.fill(0.0)
-        with np.errstate(all="ignore"):
-            self._run_backward(state, grads, seeds, inputs)
+        self._run_backward(state, grads, seeds, inputs)
         if not state.filled:  # the error names the operands' values: the inputs' too
             self._fill(state.arrays, state.stores[_V][: self._graph.n_inputs])
         error = self._backward_error(state, grads)
@@ -813,6 +823,8 @@ class Tape:
                 adjoint[a] += adjoint[ins.out] * local
         return adjoint
 
+
+_QUIET = contextlib.nullcontext()  # NumPy's warnings are already off
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt,
