@@ -293,6 +293,8 @@ class _Reduction(_Kernel):
             elif j in self.shared:
                 d, n = p.derivative(self.forms, text, names), self.shared[j].flat.size
                 contribution = f"{p.obj(_sum_over_nodes, 'sum_over_nodes')}({g}, {d}, {n})"
+                p.add(targets[j], contribution, _batch_sum(self, targets[j]), takes_out=True)
+                continue
             else:
                 d, part = p.derivative(self.forms, text, names), p.obj(self.parts[j], "R")
                 contribution = f"{p.obj(_group_contribution, 'group')}({g}, {d}, {part})"
@@ -306,13 +308,21 @@ class _Reduction(_Kernel):
         return f"{super().describe()}, n={n}: one ({k}x{n}) @ ({n}xB) matrix product"
 
 
-def _sum_over_nodes(g: np.ndarray, d: Any, n: int) -> np.ndarray:
-    """sum_k g[k] * d[k, i]: the contribution to each element of a group every node reads, (n, batch)."""
+def _sum_over_nodes(g: np.ndarray, d: Any, n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """sum_k g[k] * d[k, i]: the contribution to each element of a group every node reads, (n, batch).
+
+    With ``out``, it is written there (and returned).
+    """
     if isinstance(d, float):
-        return np.broadcast_to(_times(g, d).sum(axis=0), (n, g.shape[1]))
-    if d.shape[-1] == 1:  # d does not vary per sample: one (n, k) @ (k, batch) product
-        return d[:, :, 0].T @ g
-    return (g[:, None, :] * d).sum(axis=0)
+        result = np.broadcast_to(_times(g, d).sum(axis=0), (n, g.shape[1]))
+    elif d.shape[-1] == 1:  # d does not vary per sample: one (n, k) @ (k, batch) product
+        return np.matmul(d[:, :, 0].T, g, out=out)
+    else:
+        result = (g[:, None, :] * d).sum(axis=0)
+    if out is None:
+        return result
+    out[...] = result
+    return out
 
 
 def _group_contribution(g: np.ndarray, d: Any, part: Operand) -> np.ndarray:

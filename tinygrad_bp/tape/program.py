@@ -11,6 +11,7 @@ no lookup of an operand's rows and no test of a flag that the plan already decid
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -100,13 +101,35 @@ class Emitter:
         """One of the rule's array expressions over the variables ``names``.
 
         The givens it uses are computed first, once per kernel: their variables join ``names``.
+        A part written twice, such as sse's ``(p - t) * (p - t)``, is computed once.
         """
         for given, source in forms.needed([text]):
             if given not in names:
-                variable = names[given] = f"{given}_{len(self._names)}"
-                self._names[("given", variable)] = variable
-                self.line(f"{variable} = {forms.rename(source, names)}")
-        return forms.rename(text, names)
+                variable = names[given] = self._fresh(f"{given}_")
+                self.line(f"{variable} = {self._once(forms.rename(source, names))}")
+        return self._once(forms.rename(text, names))
+
+    def _once(self, source: str) -> str:
+        """``source`` with each part that it computes more than once computed once, the largest first.
+
+        Every part of an array expression is evaluated (a choice is ``where``, which evaluates
+        both branches), so computing a repeated part first gives the same numbers.
+        """
+        tree: ast.AST = ast.parse(source, mode="eval").body
+        while True:
+            counts = Counter(ast.dump(node) for node in ast.walk(tree) if isinstance(node, _COMPUTED))
+            repeated = [n for n in ast.walk(tree) if isinstance(n, _COMPUTED) and counts[ast.dump(n)] > 1]
+            if not repeated:
+                return ast.unparse(tree)
+            part = max(repeated, key=lambda n: len(ast.dump(n)))
+            name = self._fresh("e")
+            self.line(f"{name} = {ast.unparse(part)}")
+            tree = _Replace(ast.dump(part), name).visit(tree)
+
+    def _fresh(self, prefix: str) -> str:
+        name = f"{prefix}{len(self._names)}"
+        self._names[("local", name)] = name
+        return name
 
     def store(self, out: str, forms: ArrayForms, text: str, names: dict[str, str]) -> None:
         """``out[...] = expression``, for one of the rule's expressions (see :meth:`assign`)."""
@@ -149,13 +172,14 @@ class Emitter:
             return f"-{g}"
         return f"{g} * {self.derivative(forms, text, names)}"
 
-    def add(self, target: Operand, contribution: str, batch_sum: bool) -> None:
+    def add(self, target: Operand, contribution: str, batch_sum: bool, *, takes_out: bool = False) -> None:
         """Add ``contribution`` to the target's gradient rows (``batch_sum``: per sample, to uniform rows).
 
         The sum over the batch is d/dp of sum_i L_i for a uniform node. The first contribution to
         rows that nothing has written yet in this pass is written into them (no zeroing, no sum
         with 0); later ones are added in place (``-g`` subtracted). Scattered rows go through the
-        operand's own ``add``, into rows zeroed when the pass starts.
+        operand's own ``add``, into rows zeroed when the pass starts. ``takes_out``: the contribution
+        is a call that can write its result where its ``out`` says.
         """
         if not _is_view(target):
             self.added(target)
@@ -179,6 +203,8 @@ class Emitter:
             self.line(f"c = {contribution}")
             contribution = "c if c.shape[-1] == 1 else c.sum(axis=-1, keepdims=True)"
             self.line(f"{view}[...] = {contribution}" if first else f"{view} += {contribution}")
+        elif first and takes_out:
+            self.line(f"{contribution[:-1]}, out={view})")
         elif first:
             self.assign(view, contribution)
         else:
@@ -216,6 +242,19 @@ class Emitter:
 
 
 _UFUNCS = {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply", ast.Div: "true_divide"}
+_COMPUTED = (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare, ast.BoolOp)  # parts worth computing once
+
+
+class _Replace(ast.NodeTransformer):
+    """Every occurrence of one part (by its ``ast.dump``) replaced by a variable."""
+
+    def __init__(self, dumped: str, name: str) -> None:
+        self.dumped, self.name = dumped, name
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        if isinstance(node, ast.expr) and ast.dump(node) == self.dumped:
+            return ast.Name(self.name, ast.Load())
+        return super().visit(node)
 
 
 def _clip(tree: ast.expr) -> str | None:

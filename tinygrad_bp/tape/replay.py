@@ -212,12 +212,15 @@ class Tape:
         self.escapes = tuple(escapes)
         sizes = [math.prod(s) for s in self._shapes]
         self._offsets = tuple(int(sum(sizes[:i])) for i in range(len(sizes) + 1))
+        self._pairs = list(itertools.pairwise(self._offsets))  # each argument's (first, end) input
         if self._offsets[-1] != graph.n_inputs:
             raise ValueError(
                 f"the shapes {self._shapes} hold {self._offsets[-1]} inputs, not {graph.n_inputs}"
             )
         self._plan = _compile(graph, self._offsets)
         self._program = _program(self._plan, graph)
+        out = graph.outputs[0]
+        self._out = (int(self._plan.store[out]), int(self._plan.row[out]))  # the output's (store, row)
         self._structure = list(structure)
         self._param_roles = _roles("p", graph.params)
         self._param_ids = frozenset(map(id, graph.params))
@@ -377,7 +380,7 @@ class Tape:
         ``data`` is then read instead of the Values).
         """
         held = self._check_params(params)
-        state = self._forward(args, check, held, reuse=False)
+        state = self._forward(args, self._mode(check), held, reuse=False)
         self._last = state
         out = self._values(state, self._graph.outputs[0])
         return float(out[0]) if not state.batched else out
@@ -436,11 +439,12 @@ class Tape:
         """Forward and backward in one call, with everything: see :class:`Replay`."""
         held = self._check_params(params)
         try:
-            if _check_mode(self.check if check is None else check, self) == "none":
+            mode = self._mode(check)
+            if mode == "none":
                 with np.errstate(all="ignore"):  # one block for the whole replay: fn does not run
-                    state = self._forward(args, check, held, reuse=True, quiet=True)
+                    state = self._forward(args, mode, held, reuse=True, quiet=True)
                     return self._replay(state, reduction, inputs)
-            state = self._forward(args, check, held, reuse=True)
+            state = self._forward(args, mode, held, reuse=True)
             with np.errstate(all="ignore"):
                 return self._replay(state, reduction, inputs)
         finally:
@@ -448,7 +452,8 @@ class Tape:
 
     def _replay(self, state: _Forward, reduction: Reduction, inputs: bool) -> Replay:
         """The rest of :meth:`replay`, after its forward pass (where NumPy's warnings are off)."""
-        out = self._values(state, self._graph.outputs[0]).copy()  # the store is reused
+        store, row = self._out
+        out = state.stores[store][row].copy() if store == _V else self._values(state, self._graph.outputs[0])
         seeds = _seeds(reduction, None, state.batch)
         total = float(out.sum())  # (numpy's mean is this sum divided by n, through a slower path)
         if not math.isfinite(total):  # every output is finite: their sum overflowed
@@ -549,13 +554,13 @@ class Tape:
     def _forward(
         self,
         args: Sequence[ArrayLike],
-        check: Check | None,
+        mode: Check,
         held: HeldParameters | None,
         *,
         reuse: bool,
         quiet: bool = False,
     ) -> _Forward:
-        """Run the kernels forward.
+        """Run the kernels forward, re-tracing as ``mode`` (checked by :meth:`_mode`) says.
 
         ``held``: the params held as arrays (else they are read from the Values); ``reuse``: run
         in this thread's scratch arrays (the caller copies out what it keeps). The finiteness
@@ -563,7 +568,6 @@ class Tape:
         first sum may overflow (it then looks element by element), which is no reason to warn.
         """
         arrays, batched, n = self._arguments(args)
-        mode = _check_mode(self.check if check is None else check, self)
         scratch = self._workspace.get(n, self._plan) if reuse else None
         stores = scratch.stores if scratch else _fresh_stores(self._plan, n)
         # one replay reads its inputs where they are; forward() keeps a copy, for backward() later
@@ -580,13 +584,17 @@ class Tape:
         self._check_guards(state)
         return state
 
+    def _mode(self, check: Check | None) -> Check:
+        """The re-tracing mode of one replay: ``check``, or the tape's own; validated."""
+        return _check_mode(self.check if check is None else check, self)
+
     def _load(
         self, stores: Stores, arrays: list[np.ndarray], held: HeldParameters | None, *, fill: bool
     ) -> None:
         """The leaves: the arguments (copied into their rows if ``fill``), the params and the constants."""
         g = self._graph
         x = stores[_V][: g.n_inputs]
-        pairs = list(itertools.pairwise(self._offsets))
+        pairs = self._pairs
         if fill:
             self._fill(arrays, x)
             stores[_ARGUMENTS:] = [x[lo:hi] for lo, hi in pairs]
@@ -634,8 +642,8 @@ class Tape:
 
     def _run_backward(self, state: _Forward, grads: Stores, seeds: np.ndarray, inputs: bool) -> None:
         """The generated backward pass, from the seeds dL/d out_i."""
-        out = self._graph.outputs[0]
-        self._row(grads, out)[:] = seeds if self._plan.store[out] == _V else seeds.sum()
+        store, row = self._out
+        grads[store][row] = seeds if store == _V else seeds.sum()
         self._program.backward[int(inputs)](state.stores, grads)
 
     def _failed_backward(
