@@ -278,6 +278,77 @@ def test_relu_as_one_maximum_gives_the_engines_numbers_to_the_sign_of_zero():
     assert outs.tolist() == expected
 
 
+def engine_gradients(fn, X, params):
+    """d mean_i fn(x_i) / d params by the scalar engine (fn may return (loss, aux))."""
+    for p in params:
+        p.grad = 0.0
+    for row in np.asarray(X, dtype=float):
+        out = fn([Value(float(v)) for v in row])
+        (out[0] if isinstance(out, tuple) else out).backward(1.0 / len(X))
+    return [p.grad for p in params]
+
+
+def test_a_derivative_that_raises_mid_pass_leaves_no_row_for_the_next_replay():
+    inverse = tg.custom_op("tape_test_inverse", lambda a, b: a * b, lambda a, b: (1.0 / a, a))
+    p = Value(1.5, "p")
+
+    def fn(x):
+        return (x[0] * x[0]).sqrt() + inverse(x[0], p)  # sqrt'(0) is inf; d/da = 1/a raises at 0
+
+    tape = trace(fn, [1.0], params=[p], check="none")
+    good, bad = np.array([[1.0], [2.0]]), np.array([[0.0], [2.0]])
+    with pytest.raises(NonDifferentiableError, match="tape_test_inverse"):
+        tape.value_and_grad(bad, inputs=True)
+    assert tape.value_and_grad(good)[1].params.tolist() == engine_gradients(fn, good, [p])
+
+
+def test_a_zero_gradient_is_0_0_as_backward_gives_it_not_minus_0_0():
+    p = Value(1.0, "p")
+    tape = trace(lambda x: p * x[0] + x[1] * 0.0, [1.0, 1.0], params=[p], check="none")
+    result = tape.replay(np.array([[-0.0, 1.0]]), inputs=True)
+    assert math.copysign(1.0, result.grads.params[0]) == 1.0
+    assert [math.copysign(1.0, g) for g in result.grads.inputs[0][0]] == [1.0, 1.0]
+
+
+def test_a_gradient_sum_that_overflows_names_the_parameter_as_backward_does():
+    p = Value(1.0, "p")
+    tape = trace(lambda x: p * x[0] - x[0], [1.0], params=[p], check="none")
+    with pytest.raises(OperationOverflowError, match="accumulated in leaf 'p' is too large"):
+        tape.value_and_grad(np.array([[1e308], [1e308]]), reduction="sum")
+    tape.forward(np.array([[1e200]]))  # one contribution overflows: the operation is named, as backward does
+    with pytest.raises(OperationOverflowError, match=r"backward through \* .*too large.*on sample 0"):
+        tape.backward(seed=[1e200])
+
+
+def test_operations_whose_gradient_is_not_needed_never_fail_a_replay():
+    """A constant exponent beside a param's, an aux output at a singularity: not differentiated, as in backward."""
+    p, q = Value(2.0, "p"), Value(1.0, "q")
+
+    def powers(x):
+        return (x[0] * 1.0) ** 2.0 + x[0].sigmoid() ** p  # d/d(exponent) of the constant 2.0 is nan at -1
+
+    X = np.array([[1.0], [-1.0]])
+    result = trace(powers, [1.0], params=[p], check="none").replay(X)
+    assert_close(result.grads.params, engine_gradients(powers, X, [p]))
+
+    def with_aux(x):
+        return (p * x[0]).sqrt(), [(q * x[1]).sqrt()]  # the aux is reported, sqrt'(0) never needed
+
+    X = np.array([[4.0, 0.0], [1.0, 1.0]])
+    tape = trace(with_aux, [1.0, 1.0], params=[p, q], check="none")
+    for inputs in (False, True):
+        result = tape.replay(X, inputs=inputs)
+        assert_close(result.grads.params, engine_gradients(with_aux, X, [p, q]))
+        assert result.aux[:, 0].tolist() == [0.0, 1.0]
+
+    def blame(x):
+        v = p * x[0]
+        return v.sqrt(), [v ** 0.5]
+
+    with pytest.raises(NonDifferentiableError, match=r"^sqrt: .*replaying v1 = sqrt\(v0\) on sample 1"):
+        trace(blame, [1.0], params=[p], check="none").value_and_grad(np.array([[1.0], [0.0]]))
+
+
 def test_a_failed_backward_leaves_nothing_behind_for_the_next_replay():
     w = Value(1.0)
     tape = trace(lambda x: (w * x).sqrt() + w * x, 1.0, params=[w], check="none")

@@ -424,7 +424,8 @@ class _Plan:
     store: np.ndarray  # node id -> _V or _U
     row: np.ndarray  # node id -> row in its store
     kernels: list[_Kernel]
-    needs: tuple[np.ndarray, np.ndarray]  # node id -> needs a gradient (without, with input grads)
+    needs: tuple[np.ndarray, np.ndarray]  # node id -> depends on a param (without, with the inputs)
+    wanted: tuple[np.ndarray, np.ndarray]  # ... and the output depends on it: its gradient is computed
     offsets: Offsets  # the arguments' input rows: argument i holds inputs offsets[i]..offsets[i + 1]
     reads_input_rows: bool  # does a kernel read inputs from the V store (which must then hold them)?
 
@@ -449,6 +450,16 @@ def _node_properties(graph: _Graph) -> tuple[np.ndarray, np.ndarray, tuple[np.nd
     return varying, level, (needs_p, needs_x)
 
 
+def _reaching(graph: _Graph) -> np.ndarray:
+    """Per node: does the output (the first root) depend on it? Only those get a gradient, as in backward."""
+    reach = np.zeros(graph.n_leaves + len(graph.instructions), dtype=bool)
+    reach[graph.outputs[0]] = True
+    for ins in reversed(graph.instructions):
+        if reach[ins.out]:
+            reach[list(ins.args)] = True
+    return reach
+
+
 def _kind(ids: Sequence[int], varying: np.ndarray) -> str:
     """'V' if every node varies per sample, 'U' if none does, else 'M' (mixed)."""
     v = varying[list(ids)]
@@ -460,14 +471,20 @@ def _is_pointwise(rule: Rule) -> bool:
     return rule.definition is None or rule.arity is not None
 
 
-def _group_key(ins: Instruction, rule: Rule, varying: np.ndarray, level: np.ndarray) -> tuple[Any, ...]:
+def _group_key(
+    ins: Instruction, rule: Rule, varying: np.ndarray, level: np.ndarray, wanted: tuple[np.ndarray, ...]
+) -> tuple[Any, ...]:
     """Instructions with equal keys become one kernel: same level, operation and operand layout.
+
+    And the same need of a gradient: a node whose gradient is 0 (an aux output) never shares a
+    kernel with one that has one, where 0 times an infinite local derivative would be nan.
 
     A per-sample group read alongside a uniform one (a layer: the neurons'
     weights and the x they all read) is keyed by its node ids too, so the
     neurons reading the same x share a kernel and a matrix product.
     """
-    head = (int(level[ins.out]), bool(varying[ins.out]), ins.op, len(ins.args))
+    needed = tuple(bool(w[ins.out]) for w in wanted)
+    head = (int(level[ins.out]), bool(varying[ins.out]), ins.op, len(ins.args), needed)
     if _is_pointwise(rule):
         return (*head, tuple(bool(varying[a]) for a in ins.args))
     blocks = [ins.args[a:b] for a, b in rule.signature.spans(len(ins.args))]
@@ -542,18 +559,18 @@ def _compile(graph: _Graph, offsets: Offsets | None = None) -> _Plan:
     """
     offsets = (0, graph.n_inputs) if offsets is None else tuple(offsets)
     varying, level, needs = _node_properties(graph)
+    reach = _reaching(graph)
+    wanted = (needs[0] & reach, needs[1] & reach)
     n_in, n_leaves = graph.n_inputs, graph.n_leaves
     groups: dict[tuple[Any, ...], list[int]] = {}
     for ins, rule in zip(graph.instructions, graph.rules):
-        groups.setdefault(_group_key(ins, rule, varying, level), []).append(ins.out)
+        groups.setdefault(_group_key(ins, rule, varying, level, wanted), []).append(ins.out)
     total = n_leaves + len(graph.instructions)
     store = np.where(varying, _V, _U)
     row = np.zeros(total, dtype=np.intp)
     row[:n_in] = np.arange(n_in)
     row[n_in:n_leaves] = np.arange(n_leaves - n_in)
     sizes = [n_in, n_leaves - n_in]
-    reaches_output = np.zeros(total, dtype=bool)
-    reaches_output[: n_leaves + graph.n_output_instructions] = True
     layout = []
     for key in sorted(groups, key=lambda k: k[0]):
         nodes = groups[key]
@@ -563,15 +580,14 @@ def _compile(graph: _Graph, offsets: Offsets | None = None) -> _Plan:
         sizes[s] += len(nodes)
     kernels = []
     for nodes, s, out, lvl in layout:
-        live = reaches_output[nodes]
-        active = (bool((needs[0][nodes] & live).any()), bool((needs[1][nodes] & live).any()))
-        kernels.append(_make_kernel(nodes, graph, (varying, row, needs, offsets), (s, out, lvl, active)))
+        active = (bool(wanted[0][nodes].any()), bool(wanted[1][nodes].any()))
+        kernels.append(_make_kernel(nodes, graph, (varying, row, wanted, offsets), (s, out, lvl, active)))
     reads_inputs = False
     for rows in (r for k in kernels for r in _rows_of(k)):
         if rows.store < _ARGUMENTS:  # room for the views that reach past the end
             sizes[rows.store] = max(sizes[rows.store], rows.end)
         reads_inputs |= rows.store == _V and bool(rows.flat.size) and int(rows.flat.min()) < n_in
-    return _Plan(sizes[_V], sizes[_U], store, row, kernels, needs, offsets, reads_inputs)
+    return _Plan(sizes[_V], sizes[_U], store, row, kernels, needs, wanted, offsets, reads_inputs)
 
 
 def _rows_of(kernel: _Kernel) -> list[_Rows]:

@@ -11,6 +11,8 @@ no lookup of an operand's rows and no test of a flag that the plan already decid
 from __future__ import annotations
 
 import ast
+import functools
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -98,62 +100,40 @@ class Emitter:
         self.zero |= rows - self.written
 
     def inline(self, forms: ArrayForms, text: str, names: dict[str, str]) -> str:
-        """One of the rule's array expressions over the variables ``names``.
+        """One of the rule's array expressions over the variables ``names`` (see :meth:`_prepare`)."""
+        return _rename(self._prepare(forms, text, names), names)
+
+    def store(self, out: str, forms: ArrayForms, text: str, names: dict[str, str]) -> None:
+        """``out[...] = expression``, for one of the rule's expressions, as :func:`_assignment` writes it."""
+        final = self._prepare(forms, text, names)
+        self.line(_rename(_assignment(final), names).replace(_OUT, out))
+
+    def _prepare(self, forms: ArrayForms, text: str, names: dict[str, str]) -> str:
+        """Write the lines that ``text`` needs first; return what is left of it, over ``names``.
 
         The givens it uses are computed first, once per kernel: their variables join ``names``.
-        A part written twice, such as sse's ``(p - t) * (p - t)``, is computed once.
+        A part written twice (sse squares a difference as d * d) is computed once (:func:`_once`).
         """
-        for given, source in forms.needed([text]):
+        for given, source in _needed(forms, text):
             if given not in names:
-                variable = names[given] = self._fresh(f"{given}_")
-                self.line(f"{variable} = {self._once(forms.rename(source, names))}")
-        return self._once(forms.rename(text, names))
+                variable = self._fresh(f"{given}_")
+                self.line(f"{variable} = {_rename(self._parts(source, names), names)}")
+                names[given] = variable
+        return self._parts(text, names)
 
-    def _once(self, source: str) -> str:
-        """``source`` with each part that it computes more than once computed once, the largest first.
-
-        Every part of an array expression is evaluated (a choice is ``where``, which evaluates
-        both branches), so computing a repeated part first gives the same numbers.
-        """
-        tree: ast.AST = ast.parse(source, mode="eval").body
-        while True:
-            counts = Counter(ast.dump(node) for node in ast.walk(tree) if isinstance(node, _COMPUTED))
-            repeated = [n for n in ast.walk(tree) if isinstance(n, _COMPUTED) and counts[ast.dump(n)] > 1]
-            if not repeated:
-                return ast.unparse(tree)
-            part = max(repeated, key=lambda n: len(ast.dump(n)))
-            name = self._fresh("e")
-            self.line(f"{name} = {ast.unparse(part)}")
-            tree = _Replace(ast.dump(part), name).visit(tree)
+    def _parts(self, text: str, names: dict[str, str]) -> str:
+        """Write the repeated parts of ``text``; return the rest, its placeholders named in ``names``."""
+        parts, rest = _once(text)
+        for placeholder, part in parts:
+            variable = self._fresh("e")
+            self.line(f"{variable} = {_rename(part, names)}")
+            names[placeholder] = variable
+        return rest
 
     def _fresh(self, prefix: str) -> str:
         name = f"{prefix}{len(self._names)}"
         self._names[("local", name)] = name
         return name
-
-    def store(self, out: str, forms: ArrayForms, text: str, names: dict[str, str]) -> None:
-        """``out[...] = expression``, for one of the rule's expressions (see :meth:`assign`)."""
-        self.assign(out, self.inline(forms, text, names))
-
-    def assign(self, out: str, source: str) -> None:
-        """``out[...] = source``: computed into ``out`` by its last operation when that is a ufunc.
-
-        ``np.add(a, b, out=o)`` is ``o[...] = a + b`` to the bit, without the array in between.
-        """
-        tree = ast.parse(source, mode="eval").body
-        clip = _clip(tree)
-        if clip is not None:
-            self.line(f"{clip}, out={out})")
-        elif isinstance(tree, ast.BinOp) and type(tree.op) in _UFUNCS:
-            operands = f"{ast.unparse(tree.left)}, {ast.unparse(tree.right)}"
-            self.line(f"_np.{_UFUNCS[type(tree.op)]}({operands}, out={out})")
-        elif isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.USub):
-            self.line(f"_np.negative({ast.unparse(tree.operand)}, out={out})")
-        elif isinstance(tree, ast.Call) and _is_ufunc_call(tree, self.namespace["_m"]):
-            tree.keywords.append(ast.keyword("out", ast.Name(out, ast.Load())))
-            self.line(ast.unparse(tree))
-        else:
-            self.line(f"{out}[...] = {source}")
 
     def derivative(self, forms: ArrayForms, text: str, names: dict[str, str]) -> str:
         """A local derivative: a number as such (the helpers test for one), else its expression."""
@@ -194,8 +174,10 @@ class Emitter:
         sign, plain = ("-", contribution[1:]) if contribution.startswith("-") else ("", contribution)
         if plain.isidentifier():  # the upstream gradient itself, (k, batch) per sample
             total = f"{plain}.sum(axis=-1, keepdims=True)" if batch_sum else plain
-            if first:
-                self.assign(view, f"{sign}{total}")
+            if first and sign:
+                self.line(f"_np.negative({total}, out={view})")
+            elif first:
+                self.line(f"{view}[...] = {total}")
             else:
                 self.line(f"{view} {sign or '+'}= {total}")
             return
@@ -205,8 +187,11 @@ class Emitter:
             self.line(f"{view}[...] = {contribution}" if first else f"{view} += {contribution}")
         elif first and takes_out:
             self.line(f"{contribution[:-1]}, out={view})")
+        elif first and _is_product(contribution):  # g * d, written into the rows
+            g, _, d = contribution.partition(" * ")
+            self.line(f"_np.multiply({g}, {d}, out={view})")
         elif first:
-            self.assign(view, contribution)
+            self.line(f"{view}[...] = {contribution}")
         else:
             self.line(f"{view} += {contribution}")
 
@@ -227,12 +212,11 @@ class Emitter:
 
     def zeroes(self) -> list[str]:
         """The lines that zero the rows this pass adds into or reads before anything writes them."""
-        lines = []
-        for store in (_V, _U):
-            rows = sorted(r for s, r in self.zero if s == store)
-            for lo, hi in _runs(rows):
-                lines.append(f"    G[{store}][{lo}:{hi}] = 0.0")
-        return lines
+        return _zero_lines(self.zero)
+
+    def zero_at_end(self, rows: set[Row]) -> None:
+        """Zero these rows when the pass ends (written as part of a block, their gradient is 0)."""
+        self.lines += _zero_lines(rows)
 
     def _bound(self, key: tuple[Any, ...], prefix: str, expression: str, table: dict[str, str]) -> str:
         if key not in self._names:
@@ -242,6 +226,74 @@ class Emitter:
 
 
 _UFUNCS = {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply", ast.Div: "true_divide"}
+_OUT = "@out@"  # where an assignment's rows go, in its text (no name: renaming leaves it alone)
+_IDENTIFIER = re.compile(r"(?<![.\w])([A-Za-z_]\w*)")  # a name, not an attribute
+
+
+@functools.lru_cache(maxsize=1024)  # (texts of the table's rows)
+def _pieces(source: str) -> tuple[str, ...]:
+    """``source`` cut into text and names, alternately: text, name, text, ..., text."""
+    return tuple(_IDENTIFIER.split(source))
+
+
+def _rename(source: str, names: dict[str, str]) -> str:
+    """``source`` with each name of ``names`` replaced by its value (a name of the program's)."""
+    pieces = _pieces(source)
+    return "".join(names.get(piece, piece) if k % 2 else piece for k, piece in enumerate(pieces))
+
+
+@functools.lru_cache(maxsize=1024)  # (texts of the table's rows)
+def _needed(forms: ArrayForms, text: str) -> tuple[tuple[str, str], ...]:
+    """The givens ``text`` uses, in the order they are computed (parsed once per rule and text)."""
+    return tuple(forms.needed([text]))
+
+
+@functools.lru_cache(maxsize=1024)  # (texts of the table's rows)
+def _once(source: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """(parts, rest): ``source`` with each part it computes more than once computed once, largest first.
+
+    ``parts`` are (placeholder, expression) pairs to compute in order, ``rest`` the expression
+    over their placeholders. Every part of an array expression is evaluated (a choice is
+    ``where``, which evaluates both branches), so computing a repeated part first gives the
+    same numbers.
+    """
+    tree: ast.AST = ast.parse(source, mode="eval").body
+    parts: list[tuple[str, str]] = []
+    while True:
+        counts = Counter(ast.dump(node) for node in ast.walk(tree) if isinstance(node, _COMPUTED))
+        repeated = [n for n in ast.walk(tree) if isinstance(n, _COMPUTED) and counts[ast.dump(n)] > 1]
+        if not repeated:
+            return tuple(parts), ast.unparse(tree)
+        part = max(repeated, key=lambda n: len(ast.dump(n)))
+        placeholder = f"_part{len(parts)}_"
+        parts.append((placeholder, ast.unparse(part)))
+        tree = _Replace(ast.dump(part), placeholder).visit(tree)
+
+
+@functools.lru_cache(maxsize=1024)  # (texts of the table's rows)
+def _assignment(source: str) -> str:
+    """``out[...] = source`` (``out`` written as :data:`_OUT`): by its last operation if a ufunc.
+
+    ``np.add(a, b, out=o)`` is ``o[...] = a + b`` to the bit, without the array in between.
+    """
+    tree = ast.parse(source, mode="eval").body
+    clip = _clip(tree)
+    if clip is not None:
+        return f"{clip}, out={_OUT})"
+    if isinstance(tree, ast.BinOp) and type(tree.op) in _UFUNCS:
+        operands = f"{ast.unparse(tree.left)}, {ast.unparse(tree.right)}"
+        return f"_np.{_UFUNCS[type(tree.op)]}({operands}, out={_OUT})"
+    if isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.USub):
+        return f"_np.negative({ast.unparse(tree.operand)}, out={_OUT})"
+    if isinstance(tree, ast.Call) and _is_ufunc_call(tree, array_namespace()):
+        return f"{ast.unparse(tree)[:-1]}, out={_OUT})"
+    return f"{_OUT}[...] = {source}"
+
+
+def _is_product(contribution: str) -> bool:
+    """Whether the contribution is ``g * d`` with g a name (as :meth:`Emitter.times` writes it)."""
+    g, sep, _ = contribution.partition(" * ")
+    return bool(sep) and g.isidentifier()
 _COMPUTED = (ast.BinOp, ast.UnaryOp, ast.Call, ast.Compare, ast.BoolOp)  # parts worth computing once
 
 
@@ -315,13 +367,17 @@ class Program:
     ``source`` is the text of all of them, as compiled.
     """
 
-    def __init__(self, plan: _Plan, output: Row, returned: Sequence[set[Row]]) -> None:
+    def __init__(
+        self, plan: _Plan, output: Row, returned: Sequence[set[Row]], wanted: Sequence[set[Row]]
+    ) -> None:
         """Generate and compile the passes of ``plan``.
 
         ``output``: the (store, row) of the output, whose gradient the caller writes (the seeds)
-        before a backward pass; ``returned[mode]``: the gradient rows the caller reads after it.
+        before a backward pass; ``returned[mode]``: the gradient rows the caller reads after it;
+        ``wanted[mode]``: the rows whose gradients the pass computes. A block of operands is
+        computed whole, so rows outside ``wanted`` (a constant beside a param) may be written
+        too: they are zeroed at the end (0 is their gradient; the value written may be nan).
         """
-        self._key = id(self)  # the bound views' key in a Stores (this program lives as long as its tape)
         namespace: dict[str, Any] = {}
         forward = Emitter(namespace)
         for kernel in plan.kernels:
@@ -336,13 +392,23 @@ class Program:
                     backward.line(f"# {kernel.describe()}")
                     kernel.emit_backward(backward, mode)
             backward.read(returned[mode])
+            backward.zero_at_end(backward.written - wanted[mode] - {output})
             backwards.append(backward)
-        chunks = [_function("forward", "S", forward, self._key)]
-        chunks += [_function(f"backward_{mode}", "S, G", e, self._key) for mode, e in enumerate(backwards)]
+        chunks = [_function("forward", "S", forward)]
+        chunks += [_function(f"backward_{mode}", "S, G", e) for mode, e in enumerate(backwards)]
         self.source = "\n\n".join(chunks)
         exec(compile(self.source, "<tape program>", "exec"), namespace)  # noqa: S102 - generated from the plan
         self.forward: Pass = namespace["forward"]
         self.backward: Sequence[BackwardPass] = (namespace["backward_0"], namespace["backward_1"])
+
+
+def _zero_lines(rows: set[Row]) -> list[str]:
+    """``G[store][lo:hi] = 0.0`` for the runs of consecutive rows in each store."""
+    lines = []
+    for store in (_V, _U):
+        for lo, hi in _runs(sorted(r for s, r in rows if s == store)):
+            lines.append(f"    G[{store}][{lo}:{hi}] = 0.0")
+    return lines
 
 
 def _runs(rows: Sequence[int]) -> list[tuple[int, int]]:
@@ -356,18 +422,23 @@ def _runs(rows: Sequence[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _function(name: str, params: str, e: Emitter, key: int) -> str:
-    """One generated pass: bind (or reuse) the views of its stores, take the per-call ones, run its lines."""
+def _function(name: str, params: str, e: Emitter) -> str:
+    """One generated pass: bind (or reuse) the views of its stores, take the per-call ones, run its lines.
+
+    The views are kept in the stores under the pass's name: a set of stores belongs to one tape.
+    """
     lines = [f"def {name}({params}):"]
+    if e.bound_s or e.bound_g:
+        lines.append("    # the rows it reads and writes, as views made once per set of stores")
     for store, table in (("S", e.bound_s), ("G", e.bound_g)):
         if not table:
             continue
         names = ", ".join(table) + ("," if len(table) == 1 else "")
         views = ", ".join(table.values()) + ("," if len(table) == 1 else "")
         lines += [
-            f"    bound = {store}.views.get(({key}, {name!r}))",
+            f"    bound = {store}.views.get({name!r})",
             "    if bound is None:",
-            f"        bound = {store}.views[({key}, {name!r})] = ({views})",
+            f"        bound = {store}.views[{name!r}] = ({views})",
             f"    ({names}) = bound",
         ]
     lines += e.zeroes()

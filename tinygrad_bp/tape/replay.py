@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from tinygrad_bp.engine import accumulation_overflow, not_differentiable, not_finite
 from tinygrad_bp.errors import NonDifferentiableError, OperationOverflowError, TapeMismatchError
 from tinygrad_bp.value import Value, _failed, _overflow
 
@@ -169,7 +170,16 @@ def _program(plan: _Plan, graph: _Graph) -> Program:
     out = graph.outputs[0]
     params = {(_U, r) for r in range(len(graph.params))}
     inputs = {(_V, r) for r in range(graph.n_inputs)}
-    return Program(plan, (int(plan.store[out]), int(plan.row[out])), (params, params | inputs))
+    wanted = [
+        {(int(plan.store[node]), int(plan.row[node])) for node in np.flatnonzero(w)} for w in plan.wanted
+    ]
+    return Program(plan, (int(plan.store[out]), int(plan.row[out])), (params, params | inputs), wanted)
+
+
+def _zero(grads: Stores) -> None:
+    """Zero a set of gradient stores (the arguments' rows are rows of the first)."""
+    for store in grads[:_ARGUMENTS]:
+        store.fill(0.0)
 
 
 def _fresh_stores(plan: _Plan, n: int) -> Stores:
@@ -630,15 +640,19 @@ class Tape:
         # (called where NumPy's warnings are off: the check's sum may overflow, then it looks closer)
         g = self._graph
         grads = _gradient_stores(self._plan, state.stores) if state.scratch is None else state.scratch.grads
-        self._run_backward(state, grads, seeds, inputs)  # (it writes or zeroes every row it reads)
+        try:
+            self._run_backward(state, grads, seeds, inputs)  # (it writes or zeroes every row it reads)
+        except BaseException:  # a custom operation's derivative raised: no row of it may last
+            _zero(grads)
+            raise
         if not _all_finite(grads[_V][0 if inputs else g.n_inputs :], grads[_U]):
             raise self._failed_backward(state, grads, seeds, inputs)
         n_in, n_p = g.n_inputs, len(g.params)
-        params = grads[_U][:n_p, 0].copy()
+        # + 0.0: a copy, and -0.0 (a first contribution written as it is) read as backward's 0.0
+        params = grads[_U][:n_p, 0] + 0.0
         if not inputs:
             return Gradients(params)
-        table = grads[_V][:n_in].T
-        return Gradients(params, self._split(table if state.scratch is None else table.copy(), state.batched))
+        return Gradients(params, self._split(grads[_V][:n_in].T + 0.0, state.batched))
 
     def _run_backward(self, state: _Forward, grads: Stores, seeds: np.ndarray, inputs: bool) -> None:
         """The generated backward pass, from the seeds dL/d out_i."""
@@ -648,21 +662,20 @@ class Tape:
 
     def _failed_backward(
         self, state: _Forward, grads: Stores, seeds: np.ndarray, inputs: bool
-    ) -> NonDifferentiableError:
+    ) -> ArithmeticError:
         """The error of a backward pass whose gradients are not all finite.
 
         The pass runs again in zeroed stores, so that every row holds this pass's gradient
         (the rows it does not write hold another pass's); the stores are zeroed again after.
         """
-        for store in grads[:_ARGUMENTS]:
-            store.fill(0.0)
-        self._run_backward(state, grads, seeds, inputs)
-        if not state.filled:  # the error names the operands' values: the inputs' too
-            self._fill(state.arrays, state.stores[_V][: self._graph.n_inputs])
-        error = self._backward_error(state, grads)
-        for store in grads[:_ARGUMENTS]:
-            store.fill(0.0)
-        return error
+        _zero(grads)
+        try:
+            self._run_backward(state, grads, seeds, inputs)
+            if not state.filled:  # the error names the operands' values: the inputs' too
+                self._fill(state.arrays, state.stores[_V][: self._graph.n_inputs])
+            return self._backward_error(state, grads, inputs)
+        finally:
+            _zero(grads)
 
     def _split(self, table: np.ndarray, batched: bool) -> tuple[np.ndarray, ...]:
         """(batch, n_inputs) -> one array per argument, shaped like that argument."""
@@ -760,43 +773,59 @@ class Tape:
             return type(cause)(f"{cause} (replaying {self._line(ins)} on sample {b})")
         return ValueError("replay: a value is not finite")  # pragma: no cover - inputs are checked first
 
-    def _backward_error(self, state: _Forward, grads: list[np.ndarray]) -> NonDifferentiableError:
-        """NonDifferentiableError naming the operation whose local derivative is not finite.
+    def _backward_error(self, state: _Forward, grads: list[np.ndarray], inputs: bool) -> ArithmeticError:
+        """The engine's error for the operation whose contribution to a gradient is not finite.
 
-        That is the last operation whose own gradient is finite while its contribution to an
-        operand is not (g times its local derivative, on some sample). An operand's gradient
-        alone does not tell: a parameter's sums every operation's contribution over the batch.
+        That is the last operation (of those whose gradient the pass computes) whose own gradient
+        is finite while its contribution to an operand is not: g times its local derivative, on
+        some sample. An operand's gradient alone does not tell: a parameter's sums every
+        operation's contribution over the batch. If no contribution is to blame, a sum of finite
+        ones overflowed in a leaf, as the engine says too.
         """
+        wanted = self._plan.wanted[int(inputs)]
         instructions = list(zip(self._graph.instructions, self._graph.rules))
         for ins, rule in reversed(instructions):
-            if self._first_bad(grads, ins.out) is not None:
+            if not wanted[ins.out] or self._first_bad(grads, ins.out) is not None:
                 continue
             bad = [j for j, a in enumerate(ins.args) if self._first_bad(grads, a) is not None]
-            b = self._bad_contribution(state, grads, ins, rule, bad) if bad else None
-            if b is not None:
-                shown = ", ".join(repr(x) for x in self._sample_args(state.stores, ins, b))
-                return NonDifferentiableError(
-                    f"{ins.op}: the local derivative is not finite at inputs ({shown}) "
-                    f"(replaying {self._line(ins)} on sample {b})"
-                )
-        return NonDifferentiableError("replay: a gradient is not finite")  # pragma: no cover
+            found = self._bad_contribution(state, grads, ins, rule, bad) if bad else None
+            if found is not None:
+                b, error = found
+                return type(error)(f"{error} (replaying {self._line(ins)} on sample {b})")
+        return self._accumulation_error(grads, inputs)
 
     def _bad_contribution(
         self, state: _Forward, grads: list[np.ndarray], ins: Instruction, rule: Rule, positions: list[int]
-    ) -> int | None:
-        """The first sample on which g * d out/d x_j of ``ins`` is not finite, for a j of ``positions``."""
+    ) -> tuple[int, ArithmeticError] | None:
+        """(sample, error): the first sample where g * d out/d x_j (j of ``positions``) is not finite."""
         per_sample = self._plan.store[ins.out] == _V
         outs, upstream = self._row(state.stores, ins.out), self._row(grads, ins.out)
         for b in range(state.batch if per_sample else 1):
             xs = self._sample_args(state.stores, ins, b)
             try:
                 local = rule.local(float(outs[b]), *xs)
-            except (ArithmeticError, ValueError):
-                return b
+            except (ArithmeticError, ValueError) as error:
+                return b, not_differentiable(ins.op, xs, error)
             g = float(upstream[b])
-            if not all(math.isfinite(g * float(local[j])) for j in positions):
-                return b
+            for j in positions:
+                d = float(local[j])
+                if not math.isfinite(g * d):
+                    return b, not_finite(ins.op, xs, d)
         return None
+
+    def _accumulation_error(self, grads: list[np.ndarray], inputs: bool) -> ArithmeticError:
+        """OperationOverflowError for a leaf whose gradient, a sum of finite contributions, overflowed."""
+        g = self._graph
+        for j, param in enumerate(g.params):
+            if self._first_bad(grads, g.n_inputs + j) is not None:
+                return accumulation_overflow(param)
+        for i in range(g.n_inputs if inputs else 0):
+            b = self._first_bad(grads, i)
+            if b is not None:
+                name = self._names[i]
+                msg = f"backward: the gradient accumulated in input {name} of sample {b} is too large"
+                return OperationOverflowError(msg)
+        return NonDifferentiableError("replay: a gradient is not finite")  # pragma: no cover
 
     # --- the scalar interpreter -----------------------------------------------------------------
 
