@@ -1283,6 +1283,29 @@ def training() -> list[Cell]:
         plt.show()
         """),
         md("""
+        What does a replay run? The tape groups the recorded operations into **kernels**, one
+        NumPy operation for the nodes of one level and one operation: each layer's 16 `linear`
+        nodes are one matrix product. `score.kernels()` lists them. `score.program()` shows the
+        Python the tape generated from them: each kernel is a line or two of the rule table's
+        own array expressions, over views of the rows it reads (`x...`), computed straight into
+        the rows of its result (`out=o...`). Relu's row, `a if a > 0.0 else 0.0`, is written
+        `maximum(a, 0.0)`, which gives the same numbers. The forward pass:
+        """),
+        code("""
+        print(score.kernels())
+        print()
+        print(score.program("forward"))
+        """),
+        md("""
+        The backward pass runs the same kernels in reverse. Each adds its products of the
+        upstream gradient `g...` with its local derivatives into the gradient rows `d...` of
+        its inputs: the chain rule, one layer at a time. `W @ X` forward becomes `G @ X^T` for
+        the weights. Relu's derivative, `1.0 if a > 0.0 else 0.0`, is the mask `a > 0.0`:
+        """),
+        code("""
+        print(score.program("backward_0"))
+        """),
+        md("""
         ## 2. Handwritten digits
 
         1,797 images of 8x8 pixels in [0, 1], split 80 / 20 into training and test sets.

@@ -258,8 +258,11 @@ def test_the_program_is_the_tables_array_forms_written_into_their_rows():
     assert "_np.maximum(" in program  # relu's forward, "a if a > 0.0 else 0.0": where(a > 0.0, a, 0.0)
     assert "> 0.0" in program  # ... and its derivative, the mask
     assert "out=" in program  # a product written into its rows, no array in between
-    for kernel in tape.kernels().splitlines():
-        assert f"# {kernel}" in program
+    for k, kernel in enumerate(tape.kernels().splitlines(), 1):
+        assert f"# kernel {k}, {kernel}" in program
+    assert tape.program("forward") + "\n\n" + tape.program("backward_0") in program
+    with pytest.raises(ValueError, match="'forward', 'backward_0', 'backward_1' or None"):
+        tape.program("backward")
     X = np.array([[1.0, 2.0], [-3.0, 0.5]])
     result = tape.replay(X, inputs=True)
     assert result.outputs.tolist() == [2.5, 0.0]

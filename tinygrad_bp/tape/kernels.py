@@ -236,11 +236,12 @@ class _Pointwise(_Kernel):
         self.forms = _array_text(rule)
 
     def emit_forward(self, p: Emitter) -> None:
-        names = dict(zip(self.forms.names, (p.values(x) for x in self.operands)))
+        names = {name: p.values(x, name) for name, x in zip(self.forms.names, self.operands)}
         p.store(p.out(self), self.forms, self.forms.forward, names)
 
     def emit_backward(self, p: Emitter, mode: int) -> None:
-        names = dict(zip(self.forms.names, (p.values(x) for x in self.operands)), out=p.out(self))
+        names = {name: p.values(x, name) for name, x in zip(self.forms.names, self.operands)}
+        names["out"] = p.out(self)
         wanted = [j for j, operand in enumerate(self.operands) if operand.needs[mode]]
         g = p.grad_out(self)
         for j in wanted:
@@ -275,7 +276,7 @@ class _Reduction(_Kernel):
         names = {}
         for j, (name, part) in enumerate(zip(self.forms.names, self.parts)):
             shared = self.shared.get(j)
-            names[name] = p.values(shared, shared=True) if shared is not None else p.values(part)
+            names[name] = p.values(shared, name, shared=True) if shared is not None else p.values(part, name)
         return names
 
     def emit_forward(self, p: Emitter) -> None:

@@ -45,6 +45,11 @@ class Emitter:
     def __init__(self, namespace: dict[str, Any], offsets: Sequence[int] = (0,)) -> None:
         self.namespace = namespace
         self.offsets = offsets  # the arguments' first rows in V
+        self.kernel = 0  # the number of the kernel whose lines are being written (names end with it)
+        # no name is taken twice: a variable of this function, and an object (a global) of any
+        self.locals: set[str] = {"S", "G", "c", "bound"}
+        self.all_locals: set[str] = namespace.setdefault("__locals__", set())
+        self.all_locals |= self.locals
         self.written: set[Row] = set()  # gradient rows this pass has written so far
         self.zero: set[Row] = set()  # gradient rows it must zero when it starts
         namespace.setdefault("_m", array_namespace())
@@ -64,16 +69,30 @@ class Emitter:
         key = ("obj", id(value))
         if key not in self._names:
             name = f"{prefix}{len(self.namespace)}"
+            while name in self.namespace or name in self.all_locals:
+                name += "_"
             self.namespace[name] = value
             self._names[key] = name
         return self._names[key]
 
-    def values(self, operand: Operand, *, shared: bool = False) -> str:
-        """The name of an operand's values in ``S``, ``idx.shape + (batch,)`` (a leading 1 if ``shared``)."""
+    def _claim(self, name: str) -> str:
+        """``name`` for a new variable, with underscores added if a variable or an object has it."""
+        while name in self.locals or name in self.namespace:
+            name += "_"
+        self.locals.add(name)
+        self.all_locals.add(name)
+        return name
+
+    def values(self, operand: Operand, input_name: str, *, shared: bool = False) -> str:
+        """The name of an operand's values in ``S``, ``idx.shape + (batch,)`` (a leading 1 if ``shared``).
+
+        It is the rule's name for that input and the kernel's number: ``w1``, ``x1``, ``b1``.
+        """
         key = ("values", id(operand), shared)
         if key in self._names:
             return self._names[key]
-        name = f"x{len(self._names)}"
+        name = self._claim(f"{input_name}{self.kernel}")
+        self._names[("base", id(operand))] = name
         take = f"{self.obj(operand, 'R')}.take(S)" + ("[None]" if shared else "")
         if not _is_view(operand):  # a copy: taken where it is used, once the rows hold their values
             self._names[("copy", len(self._names))] = name
@@ -88,12 +107,14 @@ class Emitter:
 
     def out(self, kernel: _Kernel) -> str:
         """The name of a kernel's output rows in ``S`` (a view)."""
-        return self._bound(("out", id(kernel)), "o", f"S[{kernel.store}][{_slice(kernel.out)}]", self.bound_s)
+        rows = f"S[{kernel.store}][{_slice(kernel.out)}]"
+        return self._bound(("out", id(kernel)), f"out{self.kernel}", rows, self.bound_s)
 
     def grad_out(self, kernel: _Kernel) -> str:
         """The name of the gradient of a kernel's output rows in ``G`` (a view); rows nothing wrote are 0."""
         self.read({(kernel.store, r) for r in range(kernel.out.start, kernel.out.stop)})
-        return self._bound(("g", id(kernel)), "g", f"G[{kernel.store}][{_slice(kernel.out)}]", self.bound_g)
+        rows = f"G[{kernel.store}][{_slice(kernel.out)}]"
+        return self._bound(("g", id(kernel)), f"g{self.kernel}", rows, self.bound_g)
 
     def read(self, rows: set[Row]) -> None:
         """These gradient rows are read: those that no contribution has written are zeroed first."""
@@ -116,7 +137,7 @@ class Emitter:
         """
         for given, source in _needed(forms, text):
             if given not in names:
-                variable = self._fresh(f"{given}_")
+                variable = self._claim(f"{given}{self.kernel}")
                 self.line(f"{variable} = {_rename(self._parts(source, names), names)}")
                 names[given] = variable
         return self._parts(text, names)
@@ -125,15 +146,10 @@ class Emitter:
         """Write the repeated parts of ``text``; return the rest, its placeholders named in ``names``."""
         parts, rest = _once(text)
         for placeholder, part in parts:
-            variable = self._fresh("e")
+            variable = self._claim(f"e{self.kernel}")
             self.line(f"{variable} = {_rename(part, names)}")
             names[placeholder] = variable
         return rest
-
-    def _fresh(self, prefix: str) -> str:
-        name = f"{prefix}{len(self._names)}"
-        self._names[("local", name)] = name
-        return name
 
     def derivative(self, forms: ArrayForms, text: str, names: dict[str, str]) -> str:
         """A local derivative: a number as such (the helpers test for one), else its expression."""
@@ -170,7 +186,8 @@ class Emitter:
         if not first:
             self.zero |= rows - self.written
         self.written |= rows
-        view = self._bound(("grad", id(target)), "d", f"{self.obj(target, 'R')}.view(G)", self.bound_g)
+        base = self._names.get(("base", id(target)), f"rows{self.kernel}")
+        view = self._bound(("grad", id(target)), f"d{base}", f"{self.obj(target, 'R')}.view(G)", self.bound_g)
         sign, plain = ("-", contribution[1:]) if contribution.startswith("-") else ("", contribution)
         if plain.isidentifier():  # the upstream gradient itself, (k, batch) per sample
             total = f"{plain}.sum(axis=-1, keepdims=True)" if batch_sum else plain
@@ -218,9 +235,9 @@ class Emitter:
         """Zero these rows when the pass ends (written as part of a block, their gradient is 0)."""
         self.lines += _zero_lines(rows)
 
-    def _bound(self, key: tuple[Any, ...], prefix: str, expression: str, table: dict[str, str]) -> str:
+    def _bound(self, key: tuple[Any, ...], name: str, expression: str, table: dict[str, str]) -> str:
         if key not in self._names:
-            name = self._names[key] = f"{prefix}{len(self._names)}"
+            name = self._names[key] = self._claim(name)
             table[name] = expression
         return self._names[key]
 
@@ -364,7 +381,7 @@ def _is_view(operand: Operand) -> TypeGuard[_Rows]:
 class Program:
     """A plan's generated passes: ``forward(S)``, and ``backward[mode](S, G)`` (mode 1: input gradients too).
 
-    ``source`` is the text of all of them, as compiled.
+    ``source`` is the text of all of them, as compiled; ``sources`` the text of each, by name.
     """
 
     def __init__(
@@ -380,23 +397,27 @@ class Program:
         """
         namespace: dict[str, Any] = {}
         forward = Emitter(namespace)
-        for kernel in plan.kernels:
-            forward.line(f"# {kernel.describe()}")
+        for k, kernel in enumerate(plan.kernels, 1):
+            forward.kernel = k
+            forward.line(f"# kernel {k}, {kernel.describe()}")
             kernel.emit_forward(forward)
         backwards = []
         for mode in (0, 1):
             backward = Emitter(namespace, plan.offsets)
             backward.written.add(output)
-            for kernel in reversed(plan.kernels):
+            for k, kernel in reversed(list(enumerate(plan.kernels, 1))):
                 if kernel.active[mode]:
-                    backward.line(f"# {kernel.describe()}")
+                    backward.kernel = k
+                    backward.line(f"# kernel {k}, {kernel.describe()}")
                     kernel.emit_backward(backward, mode)
             backward.read(returned[mode])
             backward.zero_at_end(backward.written - wanted[mode] - {output})
             backwards.append(backward)
-        chunks = [_function("forward", "S", forward)]
-        chunks += [_function(f"backward_{mode}", "S, G", e) for mode, e in enumerate(backwards)]
-        self.source = "\n\n".join(chunks)
+        self.sources = {"forward": _function("forward", "S", forward)}
+        for mode, e in enumerate(backwards):
+            self.sources[f"backward_{mode}"] = _function(f"backward_{mode}", "S, G", e)
+        self.source = "\n\n".join(self.sources.values())
+        del namespace["__locals__"]
         exec(compile(self.source, "<tape program>", "exec"), namespace)  # noqa: S102 - generated from the plan
         self.forward: Pass = namespace["forward"]
         self.backward: Sequence[BackwardPass] = (namespace["backward_0"], namespace["backward_1"])

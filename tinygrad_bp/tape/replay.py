@@ -364,13 +364,20 @@ class Tape:
         """The compiled plan: one line per array operation, in the order the forward pass runs them."""
         return "\n".join(k.describe() for k in self._plan.kernels)
 
-    def program(self) -> str:
+    def program(self, name: str | None = None) -> str:
         """The Python that replays the plan: one function for the forward pass, one per backward mode.
 
         Each kernel is a line or a few: the rule table's array expressions over views of the rows
         it reads, written into the rows it computes (see :mod:`tinygrad_bp.tape.program`).
+        ``name`` picks one function: ``"forward"``, ``"backward_0"`` (the params' gradients) or
+        ``"backward_1"`` (the inputs' too); None gives all three.
         """
-        return self._program.source
+        if name is None:
+            return self._program.source
+        if name not in self._program.sources:
+            names = ", ".join(map(repr, self._program.sources))
+            raise ValueError(f"program: name must be one of {names} or None, not {name!r}")
+        return self._program.sources[name]
 
     # --- replay ---------------------------------------------------------------------------------
 
