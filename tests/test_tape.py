@@ -10,6 +10,7 @@ caught, and each malformed replay being refused.
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 import threading
@@ -321,6 +322,17 @@ def test_a_gradient_sum_that_overflows_names_the_parameter_as_backward_does():
     tape.forward(np.array([[1e200]]))  # one contribution overflows: the operation is named, as backward does
     with pytest.raises(OperationOverflowError, match=r"backward through \* .*too large.*on sample 0"):
         tape.backward(seed=[1e200])
+    q = Value(1e-300, "q")
+
+    def twice(x):
+        return (q * x) * 1e308 + (q * x) * 1e308  # two finite contributions to q overflow in one sample
+
+    with pytest.raises(OperationOverflowError) as caught:
+        twice(Value(1.0)).backward()
+    engine_message = str(caught.value)
+    assert "backward through *" in engine_message
+    with pytest.raises(OperationOverflowError, match=re.escape(engine_message)):
+        trace(twice, 1.0, params=[q], check="none").value_and_grad(np.array([1.0]))
 
 
 def test_operations_whose_gradient_is_not_needed_never_fail_a_replay():

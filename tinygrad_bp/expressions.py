@@ -604,8 +604,9 @@ class ArrayForms:
     """An operation's array forms as source text: what ``compile_expressions`` compiles for NumPy.
 
     Each is one expression over the input names (a group: one array with the elements on axis
-    1), ``out``, the names of ``given`` and the namespace ``_m``. The tape's program inlines
-    them (:meth:`rename`), so they are written here once for the compiled forms and the program.
+    1), ``out``, the names of ``given`` and the namespace ``_m``. The tape's program
+    (:mod:`tinygrad_bp.tape.program`) inlines them with its variables' names, so they are
+    written here once for the compiled forms and for the program.
     """
 
     names: tuple[str, ...]
@@ -616,19 +617,6 @@ class ArrayForms:
     def needed(self, sources: Sequence[str]) -> list[tuple[str, str]]:
         """The givens (name, expression) that ``sources`` use, in the order they are computed."""
         return needed(self.given, sources)
-
-    @staticmethod
-    def rename(source: str, names: dict[str, str]) -> str:
-        """``source`` with each name of ``names`` replaced by its value (a variable of the caller's)."""
-        return unparse(_Rename(names).visit(_parse(source)))
-
-
-class _Rename(ast.NodeTransformer):
-    def __init__(self, names: dict[str, str]) -> None:
-        self.names = names
-
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        return ast.copy_location(ast.Name(self.names.get(node.id, node.id), node.ctx), node)
 
 
 def array_forms(

@@ -156,7 +156,7 @@ class Rule:
         forms: tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]] = self._arrays["array"]
         return forms
 
-    def array_text(self) -> ArrayForms | None:
+    def array_forms(self) -> ArrayForms | None:
         """The text of :meth:`array`'s expressions, for code that inlines them (None for a custom rule)."""
         if self.definition is None:
             return None

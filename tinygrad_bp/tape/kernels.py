@@ -218,9 +218,9 @@ class _Kernel:
         return f"level {self.level}: {len(self.nodes)} x {self.op} ({where})"
 
 
-def _array_text(rule: Rule) -> ArrayForms:
+def _array_forms(rule: Rule) -> ArrayForms:
     """The rule's NumPy expressions (a table row has them; a custom rule does not)."""
-    forms = rule.array_text()
+    forms = rule.array_forms()
     if forms is None:
         msg = f"{rule.name}: a custom operation has no array form (it runs element by element)"
         raise TypeError(msg)
@@ -233,21 +233,20 @@ class _Pointwise(_Kernel):
     def __init__(self, rule: Rule, operands: list[Operand], *args: Any) -> None:
         super().__init__(*args)
         self.op, self.operands = rule.name, operands
-        self.forms = _array_text(rule)
+        self.forms = _array_forms(rule)
 
     def emit_forward(self, p: Emitter) -> None:
         names = {name: p.values(x, name) for name, x in zip(self.forms.names, self.operands)}
         p.store(p.out(self), self.forms, self.forms.forward, names)
 
     def emit_backward(self, p: Emitter, mode: int) -> None:
-        names = {name: p.values(x, name) for name, x in zip(self.forms.names, self.operands)}
-        names["out"] = p.out(self)
         wanted = [j for j, operand in enumerate(self.operands) if operand.needs[mode]]
+        names = p.inputs(self, self.forms, self.operands, [self.forms.derivatives[j] for j in wanted])
         g = p.grad_out(self)
         for j in wanted:
             operand = self.operands[j]
             contribution = p.times(g, self.forms, self.forms.derivatives[j], names)
-            p.add(operand, contribution, _batch_sum(self, operand))
+            p.add(operand, contribution, batch_sum=_batch_sum(self, operand))
 
 
 def _batch_sum(kernel: _Kernel, target: Operand) -> bool:
@@ -270,36 +269,32 @@ class _Reduction(_Kernel):
         super().__init__(*args)
         self.op, self.parts, self.shared = rule.name, parts, shared
         self.is_group = rule.signature.is_group
-        self.forms = _array_text(rule)
+        self.forms = _array_forms(rule)
 
-    def _names(self, p: Emitter) -> dict[str, str]:
-        names = {}
-        for j, (name, part) in enumerate(zip(self.forms.names, self.parts)):
-            shared = self.shared.get(j)
-            names[name] = p.values(shared, name, shared=True) if shared is not None else p.values(part, name)
-        return names
+    def _operands(self) -> list[Operand]:
+        """The operand of each input name: a group every node reads is its (1, n, batch) block."""
+        return [self.shared.get(j, part) for j, part in enumerate(self.parts)]
 
     def emit_forward(self, p: Emitter) -> None:
-        p.store(p.out(self), self.forms, self.forms.forward, self._names(p))
+        names = p.inputs(self, self.forms, self._operands(), [self.forms.forward], shared=self.shared)
+        p.store(p.out(self), self.forms, self.forms.forward, names)
 
     def emit_backward(self, p: Emitter, mode: int) -> None:
-        names = dict(self._names(p), out=p.out(self))
-        targets = [self.shared.get(j, part) for j, part in enumerate(self.parts)]
+        targets = self._operands()
         wanted = [j for j, target in enumerate(targets) if target.needs[mode]]
+        texts = [self.forms.derivatives[j] for j in wanted]
+        names = p.inputs(self, self.forms, targets, texts, shared=self.shared)
         g = p.grad_out(self)
         for j in wanted:
-            text = self.forms.derivatives[j]
-            if not self.is_group[j]:
-                contribution = p.times(g, self.forms, text, names)
-            elif j in self.shared:
+            text, target = self.forms.derivatives[j], targets[j]
+            if not self.is_group[j]:  # g * d, as a pointwise kernel
+                p.add(target, p.times(g, self.forms, text, names), batch_sum=_batch_sum(self, target))
+            elif j in self.shared:  # one (n, k) @ (k, batch) product: written into the rows
                 d, n = p.derivative(self.forms, text, names), self.shared[j].flat.size
-                contribution = f"{p.obj(_sum_over_nodes, 'sum_over_nodes')}({g}, {d}, {n})"
-                p.add(targets[j], contribution, _batch_sum(self, targets[j]), takes_out=True)
-                continue
-            else:
-                d, part = p.derivative(self.forms, text, names), p.obj(self.parts[j], "R")
-                contribution = f"{p.obj(_group_contribution, 'group')}({g}, {d}, {part})"
-            p.add(targets[j], contribution, _batch_sum(self, targets[j]))
+                p.add(target, f"{p.obj(_sum_over_nodes, 'sum_over_nodes')}({g}, {d}, {n})", takes_out=True)
+            else:  # g[k] * d[k, i], summed over the batch by the helper for a uniform group
+                d, uniform = p.derivative(self.forms, text, names), _batch_sum(self, target)
+                p.add(target, f"{p.obj(_group_contribution, 'group')}({g}, {d}, {uniform})")
 
     def describe(self) -> str:
         k = len(self.nodes)
@@ -326,13 +321,20 @@ def _sum_over_nodes(g: np.ndarray, d: Any, n: int, out: np.ndarray | None = None
     return out
 
 
-def _group_contribution(g: np.ndarray, d: Any, part: Operand) -> np.ndarray:
-    """g[k] * d[k, i]: the contribution to each element of a group, (k, n, batch or 1)."""
+def _group_contribution(g: np.ndarray, d: Any, uniform: bool) -> np.ndarray:
+    """g[k] * d[k, i]: the contribution to each element of a group, (k, n, batch).
+
+    ``uniform``: the group's rows are uniform (weights) while g is per sample: the contribution
+    is summed over the batch, (k, n, 1); with d one row every node shares, one (k, batch) @
+    (batch, n) product.
+    """
     if isinstance(d, float):
-        return _times(g[:, None, :], d)
-    if isinstance(part, _Rows) and part.store == _U and d.shape[0] == 1 and d.shape[-1] != 1:
-        return (g @ d[0].T)[:, :, None]  # summed over the batch: one (k, batch) @ (batch, n) product
-    return g[:, None, :] * d
+        c = _times(g[:, None, :], d)
+    elif uniform and d.shape[0] == 1 and d.shape[-1] != 1:
+        return (g @ d[0].T)[:, :, None]
+    else:
+        c = g[:, None, :] * d
+    return c.sum(axis=-1, keepdims=True) if uniform and c.shape[-1] != 1 else c
 
 
 class _Elementwise(_Kernel):
@@ -359,7 +361,7 @@ class _Elementwise(_Kernel):
         p.grad_out(self)
         for operand in self.operands:
             if operand.needs[mode]:
-                p.added(operand)
+                p.accumulates_into(operand)
         p.line(f"{p.obj(self, 'custom')}.backward(S, G, {mode})")
 
     def forward(self, stores: Stores) -> None:

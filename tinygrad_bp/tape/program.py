@@ -83,6 +83,30 @@ class Emitter:
         self.all_locals.add(name)
         return name
 
+    def inputs(
+        self,
+        kernel: _Kernel,
+        forms: ArrayForms,
+        operands: Sequence[Operand],
+        texts: Sequence[str],
+        *,
+        shared: dict[int, Any] | None = None,
+    ) -> dict[str, str]:
+        """The variables of the input names (and ``out``) that ``texts`` use, bound for this pass.
+
+        Every operand is labelled (its gradient rows are named after it), but only the values
+        an expression reads are taken: an operand no derivative reads is not copied.
+        """
+        used = _used(forms, tuple(texts))
+        names = {}
+        for j, (name, operand) in enumerate(zip(forms.names, operands)):
+            self._names.setdefault(("base", id(operand)), f"{name}{self.kernel}")
+            if name in used:
+                names[name] = self.values(operand, name, shared=shared is not None and j in shared)
+        if "out" in used:
+            names["out"] = self.out(kernel)
+        return names
+
     def values(self, operand: Operand, input_name: str, *, shared: bool = False) -> str:
         """The name of an operand's values in ``S``, ``idx.shape + (batch,)`` (a leading 1 if ``shared``).
 
@@ -92,10 +116,8 @@ class Emitter:
         if key in self._names:
             return self._names[key]
         name = self._claim(f"{input_name}{self.kernel}")
-        self._names[("base", id(operand))] = name
         take = f"{self.obj(operand, 'R')}.take(S)" + ("[None]" if shared else "")
         if not _is_view(operand):  # a copy: taken where it is used, once the rows hold their values
-            self._names[("copy", len(self._names))] = name
             self.line(f"{name} = {take}")
             return name
         self._names[key] = name
@@ -112,11 +134,11 @@ class Emitter:
 
     def grad_out(self, kernel: _Kernel) -> str:
         """The name of the gradient of a kernel's output rows in ``G`` (a view); rows nothing wrote are 0."""
-        self.read({(kernel.store, r) for r in range(kernel.out.start, kernel.out.stop)})
+        self.reads({(kernel.store, r) for r in range(kernel.out.start, kernel.out.stop)})
         rows = f"G[{kernel.store}][{_slice(kernel.out)}]"
         return self._bound(("g", id(kernel)), f"g{self.kernel}", rows, self.bound_g)
 
-    def read(self, rows: set[Row]) -> None:
+    def reads(self, rows: set[Row]) -> None:
         """These gradient rows are read: those that no contribution has written are zeroed first."""
         self.zero |= rows - self.written
 
@@ -152,7 +174,7 @@ class Emitter:
         return rest
 
     def derivative(self, forms: ArrayForms, text: str, names: dict[str, str]) -> str:
-        """A local derivative: a number as such (the helpers test for one), else its expression."""
+        """A local derivative's text: a number's ``repr`` (a helper's float branch), else the expression."""
         number = _number(text)
         if number is not None:
             return repr(number)
@@ -168,7 +190,9 @@ class Emitter:
             return f"-{g}"
         return f"{g} * {self.derivative(forms, text, names)}"
 
-    def add(self, target: Operand, contribution: str, batch_sum: bool, *, takes_out: bool = False) -> None:
+    def add(
+        self, target: Operand, contribution: str, *, batch_sum: bool = False, takes_out: bool = False
+    ) -> None:
         """Add ``contribution`` to the target's gradient rows (``batch_sum``: per sample, to uniform rows).
 
         The sum over the batch is d/dp of sum_i L_i for a uniform node. The first contribution to
@@ -178,7 +202,7 @@ class Emitter:
         is a call that can write its result where its ``out`` says.
         """
         if not _is_view(target):
-            self.added(target)
+            self.accumulates_into(target)
             self.line(f"{self.obj(target, 'R')}.add(G, {contribution})")
             return
         rows = self._rows(target)
@@ -198,9 +222,8 @@ class Emitter:
             else:
                 self.line(f"{view} {sign or '+'}= {total}")
             return
-        if batch_sum:  # (a contribution may come summed already: a matrix product over the batch)
-            self.line(f"c = {contribution}")
-            contribution = "c if c.shape[-1] == 1 else c.sum(axis=-1, keepdims=True)"
+        if batch_sum:  # g * d per sample, into uniform rows: summed over the batch
+            contribution = f"({contribution}).sum(axis=-1, keepdims=True)"
             self.line(f"{view}[...] = {contribution}" if first else f"{view} += {contribution}")
         elif first and takes_out:
             self.line(f"{contribution[:-1]}, out={view})")
@@ -212,7 +235,7 @@ class Emitter:
         else:
             self.line(f"{view} += {contribution}")
 
-    def added(self, target: Operand) -> None:
+    def accumulates_into(self, target: Operand) -> None:
         """Code outside this pass's lines adds into the target's gradient rows: they must start at 0."""
         rows = self._rows(target)
         self.zero |= rows - self.written
@@ -227,11 +250,11 @@ class Emitter:
         start = self.offsets[target.store - _ARGUMENTS]
         return {(_V, start + int(r)) for r in target.flat}
 
-    def zeroes(self) -> list[str]:
+    def zero_lines(self) -> list[str]:
         """The lines that zero the rows this pass adds into or reads before anything writes them."""
         return _zero_lines(self.zero)
 
-    def zero_at_end(self, rows: set[Row]) -> None:
+    def zero_when_done(self, rows: set[Row]) -> None:
         """Zero these rows when the pass ends (written as part of a block, their gradient is 0)."""
         self.lines += _zero_lines(rows)
 
@@ -257,6 +280,13 @@ def _rename(source: str, names: dict[str, str]) -> str:
     """``source`` with each name of ``names`` replaced by its value (a name of the program's)."""
     pieces = _pieces(source)
     return "".join(names.get(piece, piece) if k % 2 else piece for k, piece in enumerate(pieces))
+
+
+@functools.lru_cache(maxsize=1024)  # (texts of the table's rows)
+def _used(forms: ArrayForms, texts: tuple[str, ...]) -> frozenset[str]:
+    """The names that ``texts`` and the givens they need read (inputs, ``out``, givens)."""
+    sources = [*texts, *(source for text in texts for _, source in _needed(forms, text))]
+    return frozenset(name for source in sources for name in _pieces(source)[1::2])
 
 
 @functools.lru_cache(maxsize=1024)  # (texts of the table's rows)
@@ -410,8 +440,8 @@ class Program:
                     backward.kernel = k
                     backward.line(f"# kernel {k}, {kernel.describe()}")
                     kernel.emit_backward(backward, mode)
-            backward.read(returned[mode])
-            backward.zero_at_end(backward.written - wanted[mode] - {output})
+            backward.reads(returned[mode])
+            backward.zero_when_done(backward.written - wanted[mode] - {output})
             backwards.append(backward)
         self.sources = {"forward": _function("forward", "S", forward)}
         for mode, e in enumerate(backwards):
@@ -462,7 +492,7 @@ def _function(name: str, params: str, e: Emitter) -> str:
             f"        bound = {store}.views[{name!r}] = ({views})",
             f"    ({names}) = bound",
         ]
-    lines += e.zeroes()
+    lines += e.zero_lines()
     lines += e.per_call
     lines += e.lines or ["    pass"]
     return "\n".join(lines)

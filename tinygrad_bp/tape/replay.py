@@ -644,7 +644,10 @@ class Tape:
         return values if self._plan.store[node] == _V else np.full(state.batch, values[0])
 
     def _backward(self, state: _Forward, seeds: np.ndarray, inputs: bool) -> Gradients:
-        # (called where NumPy's warnings are off: the check's sum may overflow, then it looks closer)
+        """The gradients of sum_i seeds_i out_i, checked finite, copied out of the stores.
+
+        Called where NumPy's warnings are off (the check's sum may overflow, then it looks closer).
+        """
         g = self._graph
         grads = _gradient_stores(self._plan, state.stores) if state.scratch is None else state.scratch.grads
         try:
@@ -799,7 +802,7 @@ class Tape:
             if found is not None:
                 b, error = found
                 return type(error)(f"{error} (replaying {self._line(ins)} on sample {b})")
-        return self._accumulation_error(grads, inputs)
+        return self._accumulation_error(state, grads, inputs)
 
     def _bad_contribution(
         self, state: _Forward, grads: list[np.ndarray], ins: Instruction, rule: Rule, positions: list[int]
@@ -820,19 +823,51 @@ class Tape:
                     return b, not_finite(ins.op, xs, d)
         return None
 
-    def _accumulation_error(self, grads: list[np.ndarray], inputs: bool) -> ArithmeticError:
-        """OperationOverflowError for a leaf whose gradient, a sum of finite contributions, overflowed."""
+    def _accumulation_error(self, state: _Forward, grads: list[np.ndarray], inputs: bool) -> ArithmeticError:
+        """OperationOverflowError where a sum of finite contributions overflowed, named as backward does.
+
+        The first such node (nearest the output): if the sum of its contributions on one sample
+        overflows, backward on that sample raises it at the operation whose contribution tips
+        the sum; if only their sum over the batch does (a parameter's), it is the leaf's
+        accumulated gradient, as in backward called once per sample.
+        """
         g = self._graph
-        for j, param in enumerate(g.params):
-            if self._first_bad(grads, g.n_inputs + j) is not None:
-                return accumulation_overflow(param)
-        for i in range(g.n_inputs if inputs else 0):
-            b = self._first_bad(grads, i)
-            if b is not None:
-                name = self._names[i]
-                msg = f"backward: the gradient accumulated in input {name} of sample {b} is too large"
-                return OperationOverflowError(msg)
-        return NonDifferentiableError("replay: a gradient is not finite")  # pragma: no cover
+        wanted = self._plan.wanted[int(inputs)]
+        nearest_first = [*(ins.out for ins in reversed(g.instructions)), *range(g.n_leaves)]
+        bad = (n for n in nearest_first if wanted[n] and self._first_bad(grads, n) is not None)
+        node = next(bad, None)
+        if node is None:  # pragma: no cover - the check found a gradient that is not finite
+            return NonDifferentiableError("replay: a gradient is not finite")
+        tipping = self._tipping_contribution(state, grads, node, wanted)
+        if tipping is not None:
+            return tipping
+        if g.n_inputs <= node < g.n_inputs + len(g.params):
+            return accumulation_overflow(g.params[node - g.n_inputs])
+        what = self._name(node)
+        return OperationOverflowError(f"backward: the gradient of {what} is too large for a float")
+
+    def _tipping_contribution(
+        self, state: _Forward, grads: list[np.ndarray], node: int, wanted: np.ndarray
+    ) -> ArithmeticError | None:
+        """The error at the operation whose contribution makes ``node``'s gradient on one sample overflow."""
+        users = [
+            (ins, rule, j)
+            for ins, rule in zip(reversed(self._graph.instructions), reversed(self._graph.rules))
+            if wanted[ins.out]
+            for j, a in enumerate(ins.args)
+            if a == node
+        ]
+        for b in range(state.batch):
+            total = 0.0
+            for ins, rule, j in users:  # in backward's order
+                at = b if self._plan.store[ins.out] == _V else 0
+                xs = self._sample_args(state.stores, ins, at)
+                d = float(rule.local(float(self._row(state.stores, ins.out)[at]), *xs)[j])
+                total += float(self._row(grads, ins.out)[at]) * d
+                if not math.isfinite(total):
+                    error = not_finite(ins.op, xs, d)
+                    return type(error)(f"{error} (replaying {self._line(ins)} on sample {b})")
+        return None
 
     # --- the scalar interpreter -----------------------------------------------------------------
 
