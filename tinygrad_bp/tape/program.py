@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -47,7 +48,7 @@ class Emitter:
         self.offsets = offsets  # the arguments' first rows in V
         self.kernel = 0  # the number of the kernel whose lines are being written (names end with it)
         # no name is taken twice: a variable of this function, and an object (a global) of any
-        self.locals: set[str] = {"S", "G", "c", "bound"}
+        self.locals: set[str] = {"S", "G", "rows"}
         self.all_locals: set[str] = namespace.setdefault("__locals__", set())
         self.all_locals |= self.locals
         self.written: set[Row] = set()  # gradient rows this pass has written so far
@@ -474,25 +475,34 @@ def _runs(rows: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def _function(name: str, params: str, e: Emitter) -> str:
-    """One generated pass: bind (or reuse) the views of its stores, take the per-call ones, run its lines.
+    """One generated pass, after the functions that make the views of its rows.
 
-    The views are kept in the stores under the pass's name: a set of stores belongs to one tape.
+    The pass takes its views from the stores, where the first call of ``rows_...`` keeps them
+    under the pass's name (a set of stores belongs to one tape), then the per-call ones, then
+    runs its lines.
     """
-    lines = [f"def {name}({params}):"]
-    if e.bound_s or e.bound_g:
-        lines.append("    # the rows it reads and writes, as views made once per set of stores")
-    for store, table in (("S", e.bound_s), ("G", e.bound_g)):
+    chunks, lines = [], [f"def {name}({params}):"]
+    for store, table, kind in (("S", e.bound_s, "rows"), ("G", e.bound_g, "gradient_rows")):
         if not table:
             continue
-        names = ", ".join(table) + ("," if len(table) == 1 else "")
-        views = ", ".join(table.values()) + ("," if len(table) == 1 else "")
-        lines += [
-            f"    bound = {store}.views.get({name!r})",
-            "    if bound is None:",
-            f"        bound = {store}.views[{name!r}] = ({views})",
-            f"    ({names}) = bound",
-        ]
+        maker = f"{kind}_{name}"
+        body = [f"    {variable} = {view}" for variable, view in table.items()]
+        keep = ", ".join(table) + ("," if len(table) == 1 else "")
+        chunks.append("\n".join([f"def {maker}({store}):", *body, f"    {store}.views[{name!r}] = ({keep})"]))
+        chunks[-1] += f"\n    return {store}.views[{name!r}]"
+        lines.append(f"    rows = {store}.views.get({name!r}) or {maker}({store})  # the views, kept")
+        lines += _unpack(list(table), "rows")
     lines += e.zero_lines()
+    if e.per_call:
+        lines.append("    # the inputs: views of the arrays this replay was given")
     lines += e.per_call
     lines += e.lines or ["    pass"]
-    return "\n".join(lines)
+    return "\n\n".join([*chunks, "\n".join(lines)])
+
+
+def _unpack(names: list[str], source: str) -> list[str]:
+    """``(a, b, ...) = source``, the names wrapped at 100 columns."""
+    rows = textwrap.wrap(", ".join(names) + ("," if len(names) == 1 else ""), 90)
+    lines = ["    (" + rows[0], *("     " + row for row in rows[1:])]
+    lines[-1] += f") = {source}"
+    return lines
