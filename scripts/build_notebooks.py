@@ -1287,9 +1287,11 @@ def training() -> list[Cell]:
         NumPy operation for the nodes of one level and one operation: each layer's 16 `linear`
         nodes are one matrix product. `score.kernels()` lists them. `score.program()` shows the
         Python the tape generated from them: each kernel is a line or two of the rule table's
-        own array expressions, over views of the rows it reads (`x...`), computed straight into
-        the rows of its result (`out=o...`). Relu's row, `a if a > 0.0 else 0.0`, is written
-        `maximum(a, 0.0)`, which gives the same numbers. The forward pass:
+        own array expressions, named after the rule's inputs and the kernel's number (`w1`,
+        `x1`, `b1`: kernel 1's weights, inputs and biases, as views of the tape's rows),
+        computed straight into the rows of its result (`out=out1`). Relu's row,
+        `a if a > 0.0 else 0.0`, is written `maximum(a, 0.0)`, which gives the same numbers.
+        The forward pass:
         """),
         code("""
         print(score.kernels())
@@ -1297,10 +1299,12 @@ def training() -> list[Cell]:
         print(score.program("forward"))
         """),
         md("""
-        The backward pass runs the same kernels in reverse. Each adds its products of the
-        upstream gradient `g...` with its local derivatives into the gradient rows `d...` of
-        its inputs: the chain rule, one layer at a time. `W @ X` forward becomes `G @ X^T` for
-        the weights. Relu's derivative, `1.0 if a > 0.0 else 0.0`, is the mask `a > 0.0`:
+        The backward pass runs the same kernels in reverse. Each multiplies the gradient of its
+        result (`g5` for kernel 5) by its local derivatives and writes the products into the
+        gradient rows of its inputs (`dw5`, `dx5`, `db5`): the chain rule, one layer at a time.
+        `W @ X` forward becomes `G @ X^T` for the weights (`group`) and `W^T @ G` for the inputs
+        (`sum_over_nodes`), and a bias gets `g` summed over the batch. Relu's derivative,
+        `1.0 if a > 0.0 else 0.0`, is the mask `a > 0.0`:
         """),
         code("""
         print(score.program("backward_0"))
