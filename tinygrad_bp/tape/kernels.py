@@ -294,7 +294,7 @@ class _Reduction(_Kernel):
                 p.add(target, f"{p.obj(_sum_over_nodes, 'sum_over_nodes')}({g}, {d}, {n})", takes_out=True)
             else:  # g[k] * d[k, i], summed over the batch by the helper for a uniform group
                 d, uniform = p.derivative(self.forms, text, names), _batch_sum(self, target)
-                p.add(target, f"{p.obj(_group_contribution, 'group')}({g}, {d}, {uniform})")
+                p.add(target, f"{p.obj(_group_contribution, 'group')}({g}, {d}, {uniform})", takes_out=True)
 
     def describe(self) -> str:
         k = len(self.nodes)
@@ -321,20 +321,30 @@ def _sum_over_nodes(g: np.ndarray, d: Any, n: int, out: np.ndarray | None = None
     return out
 
 
-def _group_contribution(g: np.ndarray, d: Any, uniform: bool) -> np.ndarray:
+def _group_contribution(g: np.ndarray, d: Any, uniform: bool, out: np.ndarray | None = None) -> np.ndarray:
     """g[k] * d[k, i]: the contribution to each element of a group, (k, n, batch).
 
     ``uniform``: the group's rows are uniform (weights) while g is per sample: the contribution
     is summed over the batch, (k, n, 1); with d one row every node shares, one (k, batch) @
-    (batch, n) product.
+    (batch, n) product. With ``out``, it is written there (and returned).
     """
     if isinstance(d, float):
         c = _times(g[:, None, :], d)
     elif uniform and d.shape[0] == 1 and d.shape[-1] != 1:
-        return (g @ d[0].T)[:, :, None]
+        if out is None:
+            return (g @ d[0].T)[:, :, None]
+        np.matmul(g, d[0].T, out=out[:, :, 0])
+        return out
+    elif out is not None and not uniform and out.shape == np.broadcast_shapes(g[:, None, :].shape, d.shape):
+        return np.multiply(g[:, None, :], d, out=out)
     else:
         c = g[:, None, :] * d
-    return c.sum(axis=-1, keepdims=True) if uniform and c.shape[-1] != 1 else c
+    if uniform and c.shape[-1] != 1:
+        c = c.sum(axis=-1, keepdims=True)
+    if out is None:
+        return c
+    out[...] = c
+    return out
 
 
 class _Elementwise(_Kernel):
