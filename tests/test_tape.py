@@ -751,6 +751,11 @@ def test_the_library_cross_entropy_reads_no_values_so_a_tape_replays_it_unchecke
     assert [ins.op for ins in tape.instructions].count("cross_entropy") == 1
 
 
+def test_only_a_weighted_sum_is_described_as_a_matrix_product():
+    tape = trace(lambda z: losses.cross_entropy(list(z), 1), np.zeros(3), check="none")
+    assert tape.kernels() == "level 1: 1 x cross_entropy (per sample), n=3: every node reads the same group, broadcast"
+
+
 @pytest.mark.parametrize(
     ("logits", "target"), [([1e308, -1e308], 0), ([1e16, 1e16], 1), ([-1e308, -1e308], 1), ([1e8, 1e8 + 1.0], 0)]
 )

@@ -301,6 +301,8 @@ class _Reduction(_Kernel):
         if not self.shared:
             return f"{super().describe()}: broadcast products"
         n = next(iter(self.shared.values())).flat.size
+        if "_m.dot(" not in self.forms.forward:  # (only fsum(w * x) becomes a matrix product)
+            return f"{super().describe()}, n={n}: every node reads the same group, broadcast"
         return f"{super().describe()}, n={n}: one ({k}x{n}) @ ({n}xB) matrix product"
 
 
