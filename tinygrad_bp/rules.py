@@ -125,13 +125,16 @@ class Rule:
     local: Callable[..., tuple[Any, ...]]
     formula: str
     definition: Definition | None = None
-    _arrays: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # made on first use
 
     @property
     def signature(self) -> Signature:
-        """The inputs: names, and which of them are groups."""
+        """The inputs: names, and which of them are groups (made once per rule: backward reads it)."""
         if self.definition is not None:
-            return Signature(self.definition.inputs)
+            if "signature" not in self._cache:
+                self._cache["signature"] = Signature(self.definition.inputs)
+            signature: Signature = self._cache["signature"]
+            return signature
         return Signature([f"x{i + 1}" for i in range(self.arity or 0)] if self.arity is not None else ["*x"])
 
     def array(self) -> tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]] | None:
@@ -141,9 +144,9 @@ class Rule:
         """
         if self.definition is None:
             return None
-        if "array" not in self._arrays:
+        if "array" not in self._cache:
             d = self.definition
-            self._arrays["array"] = compile_expressions(
+            self._cache["array"] = compile_expressions(
                 d.name,
                 Signature(d.inputs),
                 d.forward,
@@ -153,18 +156,18 @@ class Rule:
                 d.domain,
                 given=d.given,
             )
-        forms: tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]] = self._arrays["array"]
+        forms: tuple[Callable[..., Any], Callable[..., tuple[Any, ...]]] = self._cache["array"]
         return forms
 
     def array_forms(self) -> ArrayForms | None:
         """The text of :meth:`array`'s expressions, for code that inlines them (None for a custom rule)."""
         if self.definition is None:
             return None
-        if "text" not in self._arrays:
+        if "text" not in self._cache:
             d = self.definition
             signature = Signature(d.inputs)
-            self._arrays["text"] = array_forms(signature, d.forward, d.derivatives, d.domain, d.given)
-        text: ArrayForms = self._arrays["text"]
+            self._cache["text"] = array_forms(signature, d.forward, d.derivatives, d.domain, d.given)
+        text: ArrayForms = self._cache["text"]
         return text
 
 

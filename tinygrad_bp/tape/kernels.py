@@ -175,9 +175,10 @@ Offsets = tuple[int, ...]
 # =================================================================================================
 # Kernels: one array operation over a group of instructions, from the rule table's array forms
 # =================================================================================================
-# Each built-in operation's array forward and local derivatives are compiled from its row of the
-# rule table (Rule.array()); nothing here restates a derivative. A kernel only decides HOW to
-# apply them to a block of rows: broadcasting, and a matrix product where a layer allows one.
+# Each built-in operation's array forward and local derivatives are its row of the rule table,
+# as text (Rule.array_forms()), which a kernel writes into the tape's program; nothing here
+# restates a derivative. A kernel only decides HOW to apply them to a block of rows:
+# broadcasting, and a matrix product where a layer allows one.
 
 
 def _times(g: np.ndarray, d: Any) -> np.ndarray:
@@ -337,8 +338,6 @@ def _group_contribution(g: np.ndarray, d: Any, uniform: bool, out: np.ndarray | 
             return (g @ d[0].T)[:, :, None]
         np.matmul(g, d[0].T, out=out[:, :, 0])
         return out
-    elif out is not None and not uniform and out.shape == np.broadcast_shapes(g[:, None, :].shape, d.shape):
-        return np.multiply(g[:, None, :], d, out=out)
     else:
         c = g[:, None, :] * d
     if uniform and c.shape[-1] != 1:

@@ -143,8 +143,6 @@ class HeldParameters:
 
         (A replay calls it where NumPy's warnings are off, as :func:`all_finite` needs.)
         """
-        if all_finite(self._data):
-            return self._data
         j = self.ops.first_bad(self._data)
         if j is not None:
             label = f" ({self.params[j].label!r})" if self.params[j].label else ""

@@ -117,15 +117,16 @@ class Emitter:
         if key in self._names:
             return self._names[key]
         name = self._claim(f"{input_name}{self.kernel}")
-        take = f"{self.obj(operand, 'R')}.take(S)" + ("[None]" if shared else "")
+        none = "[None]" if shared else ""
         if not _is_view(operand):  # a copy: taken where it is used, once the rows hold their values
-            self.line(f"{name} = {take}")
+            self.line(f"{name} = {self.obj(operand, 'R')}.take(S){none}")
             return name
         self._names[key] = name
+        view = f"{self.obj(operand, 'R')}.view(S){none}"  # (kept by rows_...: no cache of its own)
         if operand.store < _ARGUMENTS:
-            self.bound_s[name] = take
+            self.bound_s[name] = view
         else:
-            self.per_call.append(f"    {name} = {take}")
+            self.per_call.append(f"    {name} = {view}")
         return name
 
     def out(self, kernel: _Kernel) -> str:

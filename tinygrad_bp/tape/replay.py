@@ -9,7 +9,7 @@ import operator
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from tinygrad_bp.engine import accumulation_overflow, not_differentiable, not_finite
 from tinygrad_bp.errors import NonDifferentiableError, OperationOverflowError, TapeMismatchError
@@ -49,6 +49,8 @@ from .recording import (
 
 if TYPE_CHECKING:
     from tinygrad_bp.rules import Rule
+
+_E = TypeVar("_E", bound=Exception)  # an error, said again with where the replay was
 
 # =================================================================================================
 # The tape
@@ -780,8 +782,12 @@ class Tape:
                 cause = _failed(rule.name, xs, error)
             else:
                 cause = _overflow(rule.name, xs)
-            return type(cause)(f"{cause} (replaying {self._line(ins)} on sample {b})")
+            return self._replaying(cause, ins, b)
         return ValueError("replay: a value is not finite")  # pragma: no cover - inputs are checked first
+
+    def _replaying(self, error: _E, ins: Instruction, sample: int) -> _E:
+        """The engine's error for one operation, saying which line of the tape and which sample."""
+        return type(error)(f"{error} (replaying {self._line(ins)} on sample {sample})")
 
     def _backward_error(self, state: _Forward, grads: list[np.ndarray], inputs: bool) -> ArithmeticError:
         """The engine's error for the operation whose contribution to a gradient is not finite.
@@ -801,7 +807,7 @@ class Tape:
             found = self._bad_contribution(state, grads, ins, rule, bad) if bad else None
             if found is not None:
                 b, error = found
-                return type(error)(f"{error} (replaying {self._line(ins)} on sample {b})")
+                return self._replaying(error, ins, b)
         return self._accumulation_error(state, grads, inputs)
 
     def _bad_contribution(
@@ -866,7 +872,7 @@ class Tape:
                 total += float(self._row(grads, ins.out)[at]) * d
                 if not math.isfinite(total):
                     error = not_finite(ins.op, xs, d)
-                    return type(error)(f"{error} (replaying {self._line(ins)} on sample {b})")
+                    return self._replaying(error, ins, b)
         return None
 
     # --- the scalar interpreter -----------------------------------------------------------------
