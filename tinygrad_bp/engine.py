@@ -288,7 +288,7 @@ def _order(root: Value) -> _Marked:  # noqa: C901, PLR0912, PLR0915 - the hot pa
     return _Marked(order, leaves)
 
 
-def accumulation_overflow(node: Value) -> OperationOverflowError:
+def _accumulation_overflow(node: Value) -> OperationOverflowError:
     """The error for a leaf whose ``.grad`` plus this pass's gradient overflows."""
     label = f" {node.label!r}" if node.label else ""
     msg = f"backward: the gradient accumulated in leaf{label} is too large for a float"
@@ -386,11 +386,11 @@ def _local_values(node: Value) -> tuple[Any, ...]:
 
 
 def _not_finite(node: Value, d: Any) -> ArithmeticError:
-    """The error for a gradient that stopped being a finite float at ``node`` (see :func:`not_finite`)."""
-    return not_finite(node.op, [x._data for x in node.inputs], d)
+    """The error for a gradient that stopped being a finite float at ``node`` (see :func:`_not_finite_at`)."""
+    return _not_finite_at(node.op, [x._data for x in node.inputs], d)
 
 
-def not_finite(op: str, values: Sequence[float], d: Any) -> ArithmeticError:
+def _not_finite_at(op: str, values: Sequence[float], d: Any) -> ArithmeticError:
     """The error for a gradient that stopped being a finite float at an operation ``op`` on ``values``.
 
     The local derivative ``d`` is undefined there (nan, or infinite at an
@@ -402,7 +402,7 @@ def not_finite(op: str, values: Sequence[float], d: Any) -> ArithmeticError:
     """
     shown = ", ".join(repr(v) for v in values)
     if math.isnan(d) or (not _NEG_INF < d < _INF and 0.0 in values):
-        return not_differentiable(op, values, d)
+        return _not_differentiable_at(op, values, d)
     if not _NEG_INF < d < _INF:
         return OperationOverflowError(
             f"backward through {op} at inputs ({shown}): the local derivative is too large for a float"
@@ -414,10 +414,10 @@ def not_finite(op: str, values: Sequence[float], d: Any) -> ArithmeticError:
 
 def _not_differentiable(node: Value, cause: object) -> NonDifferentiableError:
     """The error for a local derivative that is infinite or undefined where it is needed."""
-    return not_differentiable(node.op, [x.data for x in node.inputs], cause)
+    return _not_differentiable_at(node.op, [x.data for x in node.inputs], cause)
 
 
-def not_differentiable(op: str, values: Sequence[float], cause: object) -> NonDifferentiableError:
+def _not_differentiable_at(op: str, values: Sequence[float], cause: object) -> NonDifferentiableError:
     """The error for a local derivative of ``op`` at ``values`` that is infinite or undefined."""
     shown = ", ".join(repr(x) for x in values)
     return NonDifferentiableError(f"{op}: the local derivative is not finite at inputs ({shown}): {cause}")
@@ -451,7 +451,7 @@ def _float_pass(root: Value, seed: float, *, accumulate: bool) -> _Marked:
         if not _NEG_INF < total < _INF:
             if _NEG_INF < node._upstream < _INF:
                 _forget(marked)
-                raise accumulation_overflow(node)
+                raise _accumulation_overflow(node)
             return _checked_pass(root, seed, marked, accumulate=accumulate)
     return marked
 
@@ -469,7 +469,7 @@ def _checked_pass(root: Value, seed: float, failed: _Marked, *, accumulate: bool
     for node in marked.leaves:
         if accumulate and not _NEG_INF < node._grad + node._upstream < _INF:
             _forget(marked)
-            raise accumulation_overflow(node)
+            raise _accumulation_overflow(node)
     return marked
 
 

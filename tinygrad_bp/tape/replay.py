@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from tinygrad_bp.engine import accumulation_overflow, not_differentiable, not_finite
+from tinygrad_bp.engine import _accumulation_overflow, _not_differentiable_at, _not_finite_at
 from tinygrad_bp.errors import NonDifferentiableError, OperationOverflowError, TapeMismatchError
 from tinygrad_bp.value import Value, _failed, _overflow
 
@@ -821,12 +821,12 @@ class Tape:
             try:
                 local = rule.local(float(outs[b]), *xs)
             except (ArithmeticError, ValueError) as error:
-                return b, not_differentiable(ins.op, xs, error)
+                return b, _not_differentiable_at(ins.op, xs, error)
             g = float(upstream[b])
             for j in positions:
                 d = float(local[j])
                 if not math.isfinite(g * d):
-                    return b, not_finite(ins.op, xs, d)
+                    return b, _not_finite_at(ins.op, xs, d)
         return None
 
     def _accumulation_error(self, state: _Forward, grads: list[np.ndarray], inputs: bool) -> ArithmeticError:
@@ -848,7 +848,7 @@ class Tape:
         if tipping is not None:
             return tipping
         if g.n_inputs <= node < g.n_inputs + len(g.params):
-            return accumulation_overflow(g.params[node - g.n_inputs])
+            return _accumulation_overflow(g.params[node - g.n_inputs])
         what = self._name(node)
         return OperationOverflowError(f"backward: the gradient of {what} is too large for a float")
 
@@ -871,7 +871,7 @@ class Tape:
                 d = float(rule.local(float(self._row(state.stores, ins.out)[at]), *xs)[j])
                 total += float(self._row(grads, ins.out)[at]) * d
                 if not math.isfinite(total):
-                    error = not_finite(ins.op, xs, d)
+                    error = _not_finite_at(ins.op, xs, d)
                     return self._replaying(error, ins, b)
         return None
 
